@@ -1,0 +1,1 @@
+"""Environment suites behind one dict-observation API (see `base.py`)."""

@@ -1,0 +1,146 @@
+"""The one environment interface every suite adapter implements, and the shared wrappers.
+
+Spec §5 (official `dreamerv2/common/envs.py`). numpy only, never torch.
+
+An environment exposes two dicts of `Space`s and two methods:
+
+* ``obs_space``: every key that ``reset``/``step`` return. Always present: ``reward`` (float32 scalar),
+  ``is_first``, ``is_last``, ``is_terminal`` (bool scalars). Images are uint8 ``(H, W, C)``, vectors
+  float32 ``(D,)``; keys starting with ``log_`` are logged, never modelled.
+* ``act_space``: ``{"action": Space}``. A discrete action is a float32 one-hot vector of length n
+  (``Space.discrete`` is True); a continuous action is a float32 vector in [-1, 1].
+* ``reset() -> obs``: reward 0, is_first True, is_last False, is_terminal False.
+* ``step({"action": a}) -> obs``: the observation after the action, the reward for that transition
+  and its flags. ``is_last`` ends the episode (game over or time limit); ``is_terminal`` only on a
+  true termination (a time limit sets ``is_last`` but never ``is_terminal``).
+* ``close()``.
+
+Every env is built with an integer ``seed`` (env i of a run gets ``seed + i``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+Obs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Space:
+    """Shape, dtype and bounds of one observation or action entry.
+
+    ``discrete`` marks a one-hot action vector whose length is the number of actions.
+    """
+
+    shape: tuple[int, ...]
+    dtype: Any
+    low: float = -np.inf
+    high: float = np.inf
+    discrete: bool = False
+
+    @property
+    def n(self) -> int:
+        """Number of discrete actions (only for ``discrete`` spaces)."""
+        assert self.discrete, "only a discrete (one-hot) space has n"
+        return self.shape[0]
+
+    def zeros(self) -> np.ndarray:
+        return np.zeros(self.shape, np.dtype(self.dtype))
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniform random element (a uniform one-hot for discrete spaces)."""
+        if self.discrete:
+            out = np.zeros(self.shape, np.float32)
+            out[rng.integers(self.shape[0])] = 1.0
+            return out
+        low = np.broadcast_to(np.asarray(self.low, np.float32), self.shape)
+        high = np.broadcast_to(np.asarray(self.high, np.float32), self.shape)
+        return rng.uniform(low, high).astype(np.dtype(self.dtype))
+
+
+FLAG_SPACES = {
+    "reward": Space((), np.float32),
+    "is_first": Space((), bool),
+    "is_last": Space((), bool),
+    "is_terminal": Space((), bool),
+}
+
+
+class Env(Protocol):
+    """Structural type of every environment (see the module docstring)."""
+
+    @property
+    def obs_space(self) -> dict[str, Space]: ...
+
+    @property
+    def act_space(self) -> dict[str, Space]: ...
+
+    def reset(self) -> Obs: ...
+
+    def step(self, action: dict[str, np.ndarray]) -> Obs: ...
+
+    def close(self) -> None: ...
+
+
+class Wrapper:
+    """Forwards everything to the wrapped env; subclasses override what they change."""
+
+    def __init__(self, env: Env):
+        self.env = env
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    @property
+    def obs_space(self) -> dict[str, Space]:
+        return self.env.obs_space
+
+    @property
+    def act_space(self) -> dict[str, Space]:
+        return self.env.act_space
+
+    def reset(self) -> Obs:
+        return self.env.reset()
+
+    def step(self, action: dict[str, np.ndarray]) -> Obs:
+        return self.env.step(action)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class TimeLimit(Wrapper):
+    """Ends an episode after ``duration`` steps with ``is_last`` but not ``is_terminal`` (0 = off)."""
+
+    def __init__(self, env: Env, duration: int):
+        super().__init__(env)
+        self._duration = int(duration)
+        self._step = 0
+
+    def reset(self) -> Obs:
+        self._step = 0
+        return self.env.reset()
+
+    def step(self, action: dict[str, np.ndarray]) -> Obs:
+        obs = self.env.step(action)
+        self._step += 1
+        if self._duration and self._step >= self._duration:
+            obs = dict(obs)
+            obs["is_last"] = np.array(True)
+        return obs
+
+
+def check_one_hot(action: np.ndarray, n: int) -> int:
+    """Index of a one-hot action vector; a clear error for anything else."""
+    action = np.asarray(action)
+    if action.shape != (n,):
+        raise ValueError(f"expected a one-hot action of shape ({n},), got shape {action.shape}")
+    index = int(np.argmax(action))
+    if not np.allclose(action, np.eye(n, dtype=action.dtype)[index]):
+        raise ValueError(f"action is not one-hot: {action}")
+    return index
