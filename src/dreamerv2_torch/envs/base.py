@@ -4,9 +4,9 @@ Spec §5 (official `dreamerv2/common/envs.py`). numpy only, never torch.
 
 An environment exposes two dicts of `Space`s and two methods:
 
-* ``obs_space``: every key that ``reset``/``step`` return. Always present: ``reward`` (float32 scalar),
-  ``is_first``, ``is_last``, ``is_terminal`` (bool scalars). Images are uint8 ``(H, W, C)``, vectors
-  float32 ``(D,)``; keys starting with ``log_`` are logged, never modelled.
+* ``obs_space``: every key that ``reset``/``step`` return. Always present: ``reward`` (float32
+  scalar), ``is_first``, ``is_last``, ``is_terminal`` (bool scalars). Images are uint8
+  ``(H, W, C)``, vectors float32 ``(D,)``; keys starting with ``log_`` are logged, never modelled.
 * ``act_space``: ``{"action": Space}``. A discrete action is a float32 one-hot vector of length n
   (``Space.discrete`` is True); a continuous action is a float32 vector in [-1, 1].
 * ``reset() -> obs``: reward 0, is_first True, is_last False, is_terminal False.
@@ -115,7 +115,7 @@ class Wrapper:
 
 
 class TimeLimit(Wrapper):
-    """Ends an episode after ``duration`` steps with ``is_last`` but not ``is_terminal`` (0 = off)."""
+    """Ends an episode after ``duration`` steps: ``is_last`` but not ``is_terminal`` (0 = off)."""
 
     def __init__(self, env: Env, duration: int):
         super().__init__(env)
@@ -144,3 +144,90 @@ def check_one_hot(action: np.ndarray, n: int) -> int:
     if not np.allclose(action, np.eye(n, dtype=action.dtype)[index]):
         raise ValueError(f"action is not one-hot: {action}")
     return index
+
+
+def step_obs(reward: float, *, is_first: bool, is_last: bool, is_terminal: bool) -> Obs:
+    """The four entries every observation carries, as 0-d arrays with the dtypes of FLAG_SPACES."""
+    return {
+        "reward": np.array(reward, np.float32),
+        "is_first": np.array(is_first, bool),
+        "is_last": np.array(is_last, bool),
+        "is_terminal": np.array(is_terminal, bool),
+    }
+
+
+class ActionRepeat(Wrapper):
+    """Repeats an action ``repeat`` times, summing rewards and stopping early at ``is_last``.
+
+    Suites whose simulator repeats more cheaply in place (Atari's frame skip, DMC's physics loop
+    that renders once) do their own repeat; this wrapper is for the rest.
+    """
+
+    def __init__(self, env: Env, repeat: int):
+        super().__init__(env)
+        if repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {repeat}")
+        self._repeat = int(repeat)
+
+    def step(self, action: dict[str, np.ndarray]) -> Obs:
+        total = 0.0
+        for _ in range(self._repeat):
+            obs = self.env.step(action)
+            total += float(obs["reward"])
+            if obs["is_last"]:
+                break
+        obs = dict(obs)
+        obs["reward"] = np.array(total, np.float32)
+        return obs
+
+
+class NormalizeAction(Wrapper):
+    """Exposes a bounded continuous action as [-1, 1] and maps it affinely to the env's bounds.
+
+    Spec §5.2 (official ``NormalizeAction``): only dimensions with finite bounds are mapped; an
+    unbounded dimension passes through unchanged and keeps its bounds.
+    """
+
+    def __init__(self, env: Env, key: str = "action"):
+        super().__init__(env)
+        self._key = key
+        space = env.act_space[key]
+        if space.discrete:
+            raise ValueError(f"NormalizeAction needs a continuous action space, got {space}")
+        low = np.broadcast_to(np.asarray(space.low, np.float64), space.shape)
+        high = np.broadcast_to(np.asarray(space.high, np.float64), space.shape)
+        mask = np.isfinite(low) & np.isfinite(high)
+        # Unbounded dimensions get the identity map (bounds -1, 1 in the affine formula).
+        self._low, self._high = np.where(mask, low, -1.0), np.where(mask, high, 1.0)
+        if mask.all():  # scalar bounds keep the Space hashable and printable
+            new_low, new_high = -1.0, 1.0
+        else:
+            new_low = np.where(mask, -1.0, low).astype(np.float32)
+            new_high = np.where(mask, 1.0, high).astype(np.float32)
+        self._space = Space(space.shape, np.float32, new_low, new_high)
+
+    @property
+    def act_space(self) -> dict[str, Space]:
+        return {**self.env.act_space, self._key: self._space}
+
+    def step(self, action: dict[str, np.ndarray]) -> Obs:
+        value = np.asarray(action[self._key], np.float64)
+        if value.shape != self._space.shape:
+            raise ValueError(f"expected an action of shape {self._space.shape}, got {value.shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"action has non-finite entries: {value}")
+        mapped = (value + 1) / 2 * (self._high - self._low) + self._low
+        return self.env.step({**action, self._key: mapped})
+
+
+def require(module: str, extra: str) -> Any:
+    """Imports an optional suite package, or says which pip extra provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"this environment needs the package {module!r}, which failed to import ({error}); "
+            f'install it with: pip install "dreamerv2-torch[{extra}]"'
+        ) from error

@@ -1,0 +1,122 @@
+"""Steps N environments with one batched policy call per step (spec §3.2; official `common/driver.py`).
+
+numpy only. Transitions follow spec §0: the reset observation is stored with an all-zero action, and
+the transition of step t holds the observation returned by the t-th `env.step` together with the
+action that produced it. Finished envs are reset at the start of the next call, without a policy
+call, and the policy state is zeroed for them through `is_first`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from .envs.base import Env, Obs, Space
+
+Policy = Callable[[dict[str, np.ndarray], object], tuple[dict[str, np.ndarray], object]]
+
+
+class BatchEnv(Protocol):
+    """N environments behind one interface (serial here; subprocess workers in `parallel.py`)."""
+
+    num_envs: int
+    obs_space: dict[str, Space]
+    act_space: dict[str, Space]
+
+    def reset(self, indices: Sequence[int]) -> list[Obs]: ...
+    def step(self, actions: Sequence[dict[str, np.ndarray]]) -> list[Obs]: ...
+    def close(self) -> None: ...
+
+
+class SerialEnvs:
+    """N in-process environments stepped one after another."""
+
+    def __init__(self, envs: Sequence[Env]):
+        self.envs = list(envs)
+        self.num_envs = len(self.envs)
+        self.obs_space, self.act_space = self.envs[0].obs_space, self.envs[0].act_space
+
+    def reset(self, indices: Sequence[int]) -> list[Obs]:
+        return [self.envs[i].reset() for i in indices]
+
+    def step(self, actions: Sequence[dict[str, np.ndarray]]) -> list[Obs]:
+        return [env.step(act) for env, act in zip(self.envs, actions)]
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def convert(value) -> np.ndarray:
+    """float → float32, signed int → int32, everything else as is (official `_convert`)."""
+    value = np.asarray(value)
+    if np.issubdtype(value.dtype, np.floating):
+        return value.astype(np.float32, copy=False)
+    if np.issubdtype(value.dtype, np.signedinteger):
+        return value.astype(np.int32, copy=False)
+    return value
+
+
+class Driver:
+    def __init__(self, envs: BatchEnv):
+        self.envs = envs
+        self.on_steps: list[Callable] = []    # fn(transition, worker)
+        self.on_resets: list[Callable] = []   # fn(transition, worker)
+        self.on_episodes: list[Callable] = []  # fn(episode, worker)
+        self.should_stop: Callable[[], bool] = lambda: False
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current episodes and policy state (the next call resets every env)."""
+        n = self.envs.num_envs
+        self._obs: list[Obs | None] = [None] * n
+        self._episodes: list[list[dict] | None] = [None] * n
+        self._state = None
+
+    def __call__(self, policy: Policy, steps: int = 0, episodes: int = 0) -> tuple[int, int]:
+        """Run until at least `steps` env steps and `episodes` finished episodes (or a stop).
+
+        Returns the steps and episodes done.
+        """
+        step = episode = 0
+        zero_action = {k: v.zeros() for k, v in self.envs.act_space.items()}
+        while step < steps or episode < episodes:
+            if self.should_stop():
+                break
+            todo = [i for i, ob in enumerate(self._obs) if ob is None or ob["is_last"]]
+            for i, ob in zip(todo, self.envs.reset(todo) if todo else []):
+                self._obs[i] = ob
+                transition = {k: convert(v) for k, v in {**ob, **zero_action}.items()}
+                for fn in self.on_resets:
+                    fn(transition, i)
+                self._episodes[i] = [transition]
+            batch = {k: np.stack([ob[k] for ob in self._obs]) for k in self._obs[0]}
+            actions, self._state = policy(batch, self._state)
+            actions = [{k: np.asarray(v[i]) for k, v in actions.items()}
+                       for i in range(self.envs.num_envs)]
+            results = self.envs.step(actions)
+            for i, (action, ob) in enumerate(zip(actions, results)):
+                transition = {k: convert(v) for k, v in {**ob, **action}.items()}
+                self._episodes[i].append(transition)
+                step += 1
+                for fn in self.on_steps:
+                    fn(transition, i)
+                if ob["is_last"]:
+                    eps = self._episodes[i]
+                    ep = {k: convert([t[k] for t in eps]) for k in eps[0]}
+                    for fn in self.on_episodes:
+                        fn(ep, i)
+                    episode += 1
+            self._obs = results
+        return step, episode
+
+
+def random_policy(act_space: dict[str, Space], num_envs: int,
+                  rng: np.random.Generator) -> Policy:
+    """Uniform random actions (one-hot for discrete spaces), for prefill."""
+    def policy(obs, state):
+        return {k: np.stack([s.sample(rng) for _ in range(num_envs)])
+                for k, s in act_space.items()}, None
+    return policy

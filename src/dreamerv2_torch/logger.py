@@ -1,0 +1,230 @@
+"""Run outputs (spec §7.1–7.3): metrics.jsonl, scores.jsonl, TensorBoard, videos, progress bar.
+
+Official counterpart: ``dreamerv2/common/logger.py``. numpy + stdlib + tensorboard/imageio/Pillow/
+tqdm, never torch. TensorBoard events are written with tensorboard's own ``EventFileWriter`` and
+protos (the ones ``torch.utils.tensorboard`` uses) rather than tensorboardX, whose ``writer.py``
+imports torch whenever it is installed.
+
+Files in the logdir, all appended to (a resumed run never truncates them):
+
+* ``metrics.jsonl``: one object per ``write(step)`` with ``"step"`` (frames) and the mean of every
+  scalar added since the previous write; non-finite means are written as ``null``
+  (``json.dumps`` would write the invalid token ``NaN``); TensorBoard gets the raw value.
+* ``scores.jsonl``: one object per finished episode (``mode``, ``return``, ``length``, ``frames``).
+* ``videos/<name>/<frames>.mp4`` (H.264, grayscale as RGB, padded to multiples of 16) plus an
+  animated-GIF image summary per video in TensorBoard (spec §7.2; no moviepy needed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import imageio.v2 as imageio
+import numpy as np
+from PIL import Image
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tqdm import tqdm
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars unwrapped, non-finite floats as None (null)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one JSON line with a single unbuffered write, so a crash cannot split it."""
+    data = (json.dumps({k: _plain(v) for k, v in record.items()}, allow_nan=False) + "\n").encode()
+    with open(path, "a+b", buffering=0) as f:
+        size = f.seek(0, os.SEEK_END)
+        if size and (f.seek(size - 1), f.read(1))[1] != b"\n":
+            # A crash of some other writer left the last line open: keep ours whole and apart.
+            data = b"\n" + data
+        while data:  # one write on a regular file; the loop only guards against short writes
+            data = data[f.write(data) :]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file; an unfinished last line (a crash mid-write) is skipped."""
+    lines = Path(path).read_bytes().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):  # only the last line is expected to be cut short
+                warnings.warn(f"{path}:{number}: skipping an unreadable line", stacklevel=2)
+    return records
+
+
+def _uint8_frames(frames: np.ndarray, name: str) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
+        raise ValueError(f"video {name!r}: expected [T, H, W, C] with C 1 or 3, got {frames.shape}")
+    if frames.dtype != np.uint8:  # floats in [0, 1]
+        frames = (np.nan_to_num(np.clip(frames, 0.0, 1.0)) * 255.0 + 0.5).astype(np.uint8)
+    return frames
+
+
+def _gif(frames: np.ndarray, fps: int) -> bytes:
+    images = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    buffer = io.BytesIO()
+    duration = max(1, round(1000 / fps))
+    images[0].save(
+        buffer, "GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+    )
+    return buffer.getvalue()
+
+
+class Logger:
+    """Collects scalars and videos between writes and sends them to every output at ``write``."""
+
+    def __init__(self, logdir: Path, *, tensorboard: bool = True, video_fps: int = 20):
+        self.logdir = Path(logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.video_fps = int(video_fps)
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._videos: dict[str, np.ndarray] = {}
+        self._events = EventFileWriter(str(self.logdir)) if tensorboard else None
+
+    def scalar(self, name: str, value: float) -> None:
+        """Add one value; values of the same name are averaged at the next ``write``."""
+        self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        self._counts[name] = self._counts.get(name, 0) + 1
+
+    def add(self, metrics: Mapping[str, float | np.ndarray], prefix: str | None = None) -> None:
+        """Add scalars (0-d) and videos (4-d ``[T, H, W, C]``); names become ``prefix_name``."""
+        for key, value in metrics.items():
+            name = f"{prefix}_{key}" if prefix else key
+            array = np.asarray(value)
+            if array.ndim == 0:
+                self.scalar(name, float(array))
+            elif array.ndim == 4:
+                self.video(name, array)
+            else:
+                raise ValueError(f"{name!r}: expected a scalar or a video, got {array.shape}")
+
+    def video(self, name: str, frames: np.ndarray) -> None:
+        """Queue a video (uint8, or float in [0, 1]); the last one per name is written."""
+        self._videos[name] = _uint8_frames(frames, name).copy()
+
+    def write(self, step: int) -> dict[str, float]:
+        """Flush everything added since the last write at x = ``step`` frames; returns scalars."""
+        step = int(step)
+        scalars = {k: self._sums[k] / self._counts[k] for k in self._sums}
+        if scalars:
+            append_jsonl(self.logdir / "metrics.jsonl", {"step": step, **scalars})
+        values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+        for name, frames in self._videos.items():
+            self._write_mp4(name, frames, step)
+            if self._events is None:
+                continue
+            height, width, channels = frames.shape[1:]
+            image = summary_pb2.Summary.Image(
+                height=height,
+                width=width,
+                colorspace=channels,
+                encoded_image_string=_gif(frames, self.video_fps),
+            )
+            values.append(summary_pb2.Summary.Value(tag=name, image=image))
+        if self._events is not None and values:
+            summary = summary_pb2.Summary(value=values)
+            self._events.add_event(
+                event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
+            )
+            self._events.flush()
+        self._sums, self._counts, self._videos = {}, {}, {}
+        return scalars
+
+    def _write_mp4(self, name: str, frames: np.ndarray, step: int) -> None:
+        if frames.shape[-1] == 1:
+            frames = np.repeat(frames, 3, axis=-1)
+        # H.264 in yuv420p wants sizes divisible by the encoder's 16-pixel macro blocks; padding
+        # (rather than imageio's resize) keeps every pixel as it was.
+        height, width = frames.shape[1:3]
+        pad = ((0, 0), (0, -height % 16), (0, -width % 16), (0, 0))
+        path = self.logdir / "videos" / name / f"{step}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.part.mp4")  # renamed once complete
+        imageio.mimwrite(tmp, np.pad(frames, pad), format="FFMPEG", fps=self.video_fps)
+        os.replace(tmp, path)
+
+    def episode(
+        self, *, mode: str, episode_return: float, length: int, frames: int, **extra: Any
+    ) -> None:
+        """Append one finished episode to ``scores.jsonl`` (return = sum of raw rewards)."""
+        record = {"mode": mode, "return": float(episode_return), "length": int(length)}
+        append_jsonl(self.logdir / "scores.jsonl", {**record, "frames": int(frames), **extra})
+
+    def close(self) -> None:
+        """Close TensorBoard's file; metrics not yet written are dropped (call ``write`` first)."""
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+class Progress:
+    """A tqdm bar over frames: position, rate, ETA and a few key metrics.
+
+    The bar goes to stderr; with ``disable=None`` tqdm turns it off when stderr is not a terminal,
+    so redirected logs stay free of carriage-return noise (metrics.jsonl has everything anyway).
+    """
+
+    KEYS = ("train_return", "eval_return", "model_loss", "fps")
+
+    def __init__(
+        self,
+        total_frames: int,
+        initial_frames: int = 0,
+        *,
+        keys: Sequence[str] = KEYS,
+        disable: bool | None = None,
+        desc: str = "train",
+    ):
+        self.keys = tuple(keys)
+        self._postfix: dict[str, str] = {}
+        self._frames = int(initial_frames)  # a disabled tqdm does not count, so count here
+        self._bar = tqdm(
+            total=int(total_frames),
+            initial=int(initial_frames),
+            desc=desc,
+            unit="frame",
+            unit_scale=True,
+            dynamic_ncols=True,
+            smoothing=0.05,
+            disable=disable,
+        )
+
+    @property
+    def frames(self) -> int:
+        """The current position in frames."""
+        return self._frames
+
+    def update(self, frames: int, metrics: Mapping[str, Any] | None = None) -> None:
+        """Move to the absolute position ``frames``; show the key metrics found in ``metrics``."""
+        if frames > self._frames:
+            self._bar.update(int(frames) - self._frames)
+            self._frames = int(frames)
+        shown = {k: float(v) for k, v in (metrics or {}).items() if k in self.keys}
+        if shown:
+            self._postfix.update({k: f"{v:.4g}" for k, v in shown.items()})
+            self._postfix = {k: self._postfix[k] for k in self.keys if k in self._postfix}
+            self._bar.set_postfix(self._postfix, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,0 +1,109 @@
+"""The training loop: the only module that sees the whole config (spec §3; official `train.py`).
+
+Order of operations (spec §3.2): validate the logdir, build envs, replay and agent, resume from the
+checkpoint if there is one, prefill with a random policy, the first update plus `pretrain` updates,
+then phases of [write logs → eval report + `eval_eps` eval episodes → `eval_every` training steps →
+checkpoint]. Per training step: count, store, train every `train_every` steps, log every
+`log_every` steps. Counters are policy steps; everything a user sees is in frames.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint, presets
+from .agent import Agent
+from .config import Config
+from .driver import SerialEnvs
+from .envs import make_env
+from .envs.base import Env
+from .logger import Logger, Progress
+from .replay import Replay
+from .rundir import open_rundir
+from .runner import Loop
+
+EnvFactory = Callable[[int, str], Env]  # (seed, mode) -> env
+
+
+def default_env_factory(config: Config, logdir: Path) -> EnvFactory:
+    def make(seed: int, mode: str) -> Env:
+        return make_env(config.task, seed=seed, mode=mode, action_repeat=config.action_repeat,
+                        time_limit=config.time_limit, size=tuple(config.render_size),
+                        grayscale=config.atari_grayscale, all_actions=config.atari_all_actions,
+                        camera=config.dmc_camera, logdir=logdir,
+                        pixels=bool(config.encoder.cnn_keys != "$^"))
+    return make
+
+
+class StopRequested:
+    """SIGINT/SIGTERM set a flag that the loop checks at safe points (after a whole env step)."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a Ray worker): no handler
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.flag = True
+        print("\nStopping after the current step and saving a checkpoint "
+              "(interrupt again to abort without saving).", flush=True)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(config: Config, env_factory: EnvFactory | None = None, *,
+          progress: bool = True) -> dict:
+    """Train, or resume the run in `config.logdir`. Returns the final counters."""
+    presets.validate(config)
+    run = open_rundir(config)  # validates the logdir; writes nothing yet
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    make = env_factory or default_env_factory(config, run.logdir)
+    train_envs = SerialEnvs([make(config.seed + i, "train") for i in range(config.envs)])
+    eval_env = SerialEnvs([make(config.seed + 10_000, "eval")])
+    run.commit()  # the config is valid and the task exists: now the logdir may change
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    logdir = run.logdir
+    train_replay = Replay(logdir / "train_episodes", config.replay.capacity, config.replay.minlen,
+                          config.replay.maxlen, config.replay.prioritize_ends, seed=config.seed)
+    eval_replay = Replay(logdir / "eval_episodes", config.replay.capacity // 10,
+                         config.dataset.length, config.dataset.length, False,
+                         seed=config.seed + 1)
+    train_replay.load()
+    eval_replay.load()
+    agent = Agent(train_envs.obs_space, train_envs.act_space, config)
+    loop = Loop(config, agent, train_envs, eval_env, train_replay, eval_replay, rng, logdir)
+    if run.checkpoint is not None:
+        loop.restore(run.checkpoint)
+    else:
+        loop.step = train_replay.stats["total_steps"]
+    logger = Logger(logdir)
+    bar = Progress(config.steps * config.action_repeat, loop.step * config.action_repeat,
+                   disable=None if progress else True)
+    with StopRequested() as stop:
+        loop.attach(logger, bar, stop)
+        try:
+            loop.run()
+        finally:
+            loop.close()
+            bar.close()
+            logger.close()
+    return {"step": loop.step, "frames": loop.step * config.action_repeat,
+            "stopped": stop.flag}

@@ -1,0 +1,195 @@
+"""Counters and callbacks of one training run (spec §3.2, §3.3, §7.1; official `train.py` closures).
+
+`Loop.run` performs prefill, the first updates and the eval/train phases; the driver callbacks
+`train_step` and `per_episode` do the per-step and per-episode work. Built and wired by `loop.train`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .agent import Agent
+from .config import Config, to_dict
+from .driver import Driver, random_policy
+from .replay import Replay
+
+
+class Every:
+    """Fires on the first call, then whenever step ≥ last + every (official `Every`)."""
+
+    def __init__(self, every: int, last: int | None = None):
+        self.every, self.last = every, last
+
+    def __call__(self, step: int) -> bool:
+        if not self.every:
+            return False
+        if self.last is None:
+            self.last = step
+            return True
+        if step >= self.last + self.every:
+            self.last += self.every
+            return True
+        return False
+
+
+class Loop:
+    def __init__(self, config: Config, agent: Agent, train_envs, eval_env, train_replay: Replay,
+                 eval_replay: Replay, rng: np.random.Generator, logdir: Path):
+        self.config, self.agent, self.logdir, self.rng = config, agent, logdir, rng
+        self.train_replay, self.eval_replay = train_replay, eval_replay
+        self.train_envs, self.eval_env = train_envs, eval_env
+        self.train_driver, self.eval_driver = Driver(train_envs), Driver(eval_env)
+        self.step = 0  # training-env policy steps
+        self.updates = 0
+        self.pretrained = False  # the first 1 + pretrain updates are done
+        self.every = {"train": Every(config.train_every), "log": Every(config.log_every),
+                      "video_train": Every(config.eval_every),
+                      "video_eval": Every(config.eval_every)}
+        self.dataset = None
+        self.last_write = (time.time(), 0)
+        self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
+
+    @property
+    def frames(self) -> int:
+        return self.step * self.config.action_repeat
+
+    # ---- wiring ----
+    def attach(self, logger, progress, stop) -> None:
+        self.logger, self.progress, self.stop = logger, progress, stop
+        for driver in (self.train_driver, self.eval_driver):
+            driver.should_stop = lambda: stop.flag
+        self.train_driver.on_steps.append(self.train_step)
+        self.train_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "train"))
+        self.eval_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "eval"))
+
+    def _policy(self, mode: str):
+        def policy(obs, state):
+            self.agent.step = self.step  # schedules are evaluated at the policy-step counter
+            return self.agent.policy(obs, state, mode)
+        return policy
+
+    # ---- phases ----
+    def run(self) -> None:
+        c = self.config
+        if self.step < c.prefill:
+            self.prefill()
+        if not self.pretrained and not self.stop.flag:
+            for _ in range(1 + c.pretrain):  # the official variable-creation update + pretrain
+                self.update()
+            self.pretrained = True
+        while self.step < c.steps and not self.stop.flag:
+            self.write()
+            self.evaluate()
+            if self.stop.flag:
+                break
+            self.train_driver(self._policy("train"), steps=min(c.eval_every, c.steps - self.step))
+            self.save()
+        self.write()
+        self.save()
+
+    def prefill(self) -> None:
+        c = self.config
+        print(f"Prefill: {c.prefill - self.step} random policy steps.", flush=True)
+        act_space = self.train_envs.act_space
+        self.train_driver(random_policy(act_space, self.train_envs.num_envs, self.rng),
+                          steps=c.prefill - self.step,
+                          episodes=0 if self.train_replay.stats["total_episodes"] else 1)
+        if not self.eval_replay.stats["total_episodes"] and not self.stop.flag:
+            self.eval_driver(random_policy(act_space, 1, self.rng), episodes=1)
+        self.train_driver.reset()
+        self.eval_driver.reset()
+
+    def evaluate(self) -> None:
+        if self.eval_replay.stats["loaded_episodes"] and self.video_keys:
+            batch = self.eval_replay.sample(min(6, self.config.dataset.batch),
+                                            self.config.dataset.length)
+            self.logger.add(self.agent.report(batch), prefix="eval")
+        self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps)
+
+    def update(self) -> None:
+        if self.dataset is None:
+            self.dataset = self.train_replay.dataset(self.config.dataset.batch,
+                                                     self.config.dataset.length)
+        metrics = self.agent.train(next(self.dataset))
+        self.updates += 1
+        self.logger.add({k: float(v) for k, v in metrics.items()})
+
+    # ---- driver callbacks ----
+    def train_step(self, transition: dict, worker: int) -> None:
+        self.step += 1
+        self.progress.update(self.frames)
+        if not self.pretrained:  # random prefill steps only count
+            return
+        if self.every["train"](self.step):
+            for _ in range(self.config.train_steps):
+                self.update()
+        if self.every["log"](self.step):
+            if self.video_keys:
+                batch = self.train_replay.sample(min(6, self.config.dataset.batch),
+                                                 self.config.dataset.length)
+                self.logger.add(self.agent.report(batch), prefix="train")
+            self.write(fps=True)
+
+    def per_episode(self, episode: dict, mode: str) -> None:
+        replay = self.train_replay if mode == "train" else self.eval_replay
+        replay.add_episode(episode)
+        length = len(episode["reward"]) - 1
+        score = float(episode["reward"].astype(np.float64).sum())
+        self.logger.scalar(f"{mode}_return", score)
+        self.logger.scalar(f"{mode}_length", length)
+        extra = {}
+        for key, value in episode.items():
+            if key == "log_reward":
+                self.logger.scalar(f"sum_{mode}_{key}", float(value.sum()))
+            elif re.match(r"^log_achievement_", key):
+                extra[key[len("log_"):]] = int(value.max())
+                self.logger.scalar(f"max_{mode}_{key}", float(value.max()))
+        self.logger.episode(mode=mode, episode_return=score, length=length, frames=self.frames,
+                            **extra)
+        if self.every[f"video_{mode}"](self.step):
+            for key in self.video_keys:
+                self.logger.video(f"{mode}_policy_{key}", episode[key])
+        self.logger.add(replay.stats, prefix=mode)
+        self.write()
+
+    def write(self, fps: bool = False) -> None:
+        if fps:
+            now = time.time()
+            then, frames = self.last_write
+            if now > then:
+                self.logger.scalar("fps", (self.frames - frames) / (now - then))
+            self.last_write = (now, self.frames)
+        self.progress.update(self.frames, self.logger.write(self.frames))
+
+    # ---- checkpoints ----
+    def save(self) -> None:
+        checkpoint.save(self.logdir, {
+            "config": to_dict(self.config), "step": self.step, "updates": self.updates,
+            "pretrained": self.pretrained,
+            "every": {k: v.last for k, v in self.every.items()},
+            "agent": self.agent.state_dict(),
+            "train_replay": self.train_replay.state_dict(),
+            "eval_replay": self.eval_replay.state_dict(),
+            "rng": checkpoint.rng_state(), "loop_rng": checkpoint.generator_state(self.rng),
+        })
+
+    def restore(self, state: dict) -> None:
+        self.step, self.updates = int(state["step"]), int(state["updates"])
+        self.pretrained = bool(state["pretrained"])
+        for key, last in state["every"].items():
+            self.every[key].last = last
+        self.agent.load_state_dict(state["agent"])
+        self.train_replay.load_state_dict(state["train_replay"])
+        self.eval_replay.load_state_dict(state["eval_replay"])
+        checkpoint.set_rng_state(state["rng"])
+        checkpoint.set_generator_state(self.rng, state["loop_rng"])
+        print(f"Resumed from step {self.step} ({self.frames} frames).", flush=True)
+
+    def close(self) -> None:
+        for env in (self.train_envs, self.eval_env):
+            env.close()

@@ -1,0 +1,124 @@
+"""Tests of the run outputs (spec §7.1–7.3): jsonl files, TensorBoard events, videos, progress."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from dreamerv2_torch.logger import Logger, Progress, append_jsonl, read_jsonl
+
+
+def test_metrics_lines_have_step_and_means(tmp_path: Path) -> None:
+    logger = Logger(tmp_path, tensorboard=False)
+    for value in (1.0, 2.0, 6.0):
+        logger.add({"model_loss": np.float32(value)})
+    logger.add({"return": 10, "length": np.array(100)}, prefix="train")
+    logger.scalar("bad", float("nan"))
+    assert logger.write(4000) == {
+        "model_loss": 3.0,
+        "train_return": 10.0,
+        "train_length": 100.0,
+        "bad": pytest.approx(float("nan"), nan_ok=True),
+    }
+    logger.scalar("fps", 12.5)
+    logger.write(8000)
+    assert logger.write(9000) == {}  # nothing added: no line
+    logger.close()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"step": 4000, "model_loss": 3.0, "train_return": 10.0, "train_length": 100.0, "bad": None},
+        {"step": 8000, "fps": 12.5},
+    ]
+
+
+def test_add_rejects_other_ranks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="vector"):
+        Logger(tmp_path, tensorboard=False).add({"vector": np.zeros(3)})
+
+
+def test_scores_line_format_and_resume_appends(tmp_path: Path) -> None:
+    logger = Logger(tmp_path, tensorboard=False)
+    logger.episode(mode="train", episode_return=21.0, length=812, frames=3248)
+    logger.scalar("a", 1.0)
+    logger.write(10)
+    logger.close()
+    resumed = Logger(tmp_path, tensorboard=False)  # the same logdir again: append, not truncate
+    resumed.episode(mode="eval", episode_return=-3.5, length=90, frames=4000, seed=2)
+    resumed.scalar("a", 2.0)
+    resumed.write(20)
+    resumed.close()
+    assert read_jsonl(tmp_path / "scores.jsonl") == [
+        {"mode": "train", "return": 21.0, "length": 812, "frames": 3248},
+        {"mode": "eval", "return": -3.5, "length": 90, "frames": 4000, "seed": 2},
+    ]
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [10, 20]
+
+
+def test_read_jsonl_skips_a_truncated_last_line_and_append_starts_a_new_one(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1, "x": 0.5}\n{"step": 2, "x": 0.')  # a crash mid-line
+    assert read_jsonl(path) == [{"step": 1, "x": 0.5}]
+    append_jsonl(path, {"step": 3, "x": np.float64(1.5)})
+    with pytest.warns(UserWarning, match="unreadable line"):
+        assert read_jsonl(path) == [{"step": 1, "x": 0.5}, {"step": 3, "x": 1.5}]
+
+
+def test_videos_to_mp4_and_tensorboard_with_scalars(tmp_path: Path) -> None:
+    logger = Logger(tmp_path, video_fps=10)
+    gray = np.zeros((7, 20, 30, 1), np.uint8)
+    gray[:, :, :15] = 200
+    gray[np.arange(7), 19, np.arange(7) + 20] = 255  # frames differ, or GIF merges them
+    rgb = np.random.default_rng(0).uniform(size=(5, 32, 32, 3)).astype(np.float32)
+    logger.add({"openl_image": gray}, prefix="train")
+    logger.video("policy_image", rgb)
+    logger.scalar("model_loss", 2.5)
+    logger.write(40_000)
+    logger.close()
+
+    movie = tmp_path / "videos" / "train_openl_image" / "40000.mp4"
+    frames = imageio.mimread(movie, format="FFMPEG")
+    assert len(frames) == 7 and frames[0].shape == (32, 32, 3)  # padded to multiples of 16
+    assert abs(int(frames[3][10, 5, 0]) - 200) < 12 and frames[3][10, 25, 0] < 12
+    assert len(imageio.mimread(tmp_path / "videos" / "policy_image" / "40000.mp4")) == 5
+    assert not list(tmp_path.glob("videos/*/.*"))  # no temporary files left
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    (scalar,) = events.Scalars("model_loss")
+    assert (scalar.step, scalar.value) == (40_000, 2.5)
+    (image,) = events.Images("train_openl_image")
+    assert (image.step, image.width, image.height) == (40_000, 30, 20)
+    gif = Image.open(io.BytesIO(image.encoded_image_string))
+    assert gif.format == "GIF" and gif.n_frames == 7
+    assert events.Images("policy_image")[0].width == 32
+
+
+def test_video_shape_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\[T, H, W, C\]"):
+        Logger(tmp_path, tensorboard=False).video("bad", np.zeros((4, 8, 8, 2), np.uint8))
+
+
+def test_progress_tracks_frames_and_shows_key_metrics(capsys) -> None:
+    progress = Progress(1000, initial_frames=100, disable=True)
+    progress.update(400, {"train_return": 3.0, "ignored": 1.0})
+    progress.update(300)  # never backwards
+    assert progress.frames == 400
+    progress.close()
+    assert capsys.readouterr().err == ""
+
+
+def test_numpy_only_modules_do_not_import_torch() -> None:
+    code = (
+        "import sys, dreamerv2_torch.logger, dreamerv2_torch.replay; print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
