@@ -38,6 +38,17 @@ def discount_weights(discount: torch.Tensor) -> torch.Tensor:
     return torch.cumprod(torch.cat([torch.ones_like(discount[:1]), discount[:-1]], 0), 0)
 
 
+def imagined_discounts(predicted: torch.Tensor | None, is_terminal: torch.Tensor, gamma: float,
+                       shape: torch.Size) -> torch.Tensor:
+    """d_k = discount-head mean (or γ without a head) for k ≥ 1; d_0 = γ·(1 − is_terminal(start)).
+
+    The head's soft target already contains γ, so it is not multiplied by γ again (spec §2.3).
+    """
+    disc = torch.full(shape, gamma, device=is_terminal.device) if predicted is None else predicted
+    true_first = gamma * (1.0 - is_terminal.float())
+    return torch.cat([true_first[None].to(disc.dtype), disc[1:]], 0)
+
+
 def actor_objective(policy, action: torch.Tensor, target: torch.Tensor, baseline: torch.Tensor,
                     mode: str, mix: float) -> torch.Tensor:
     """Per-state objective before the entropy bonus (spec §2.7), states k = 0..H−2.
@@ -101,23 +112,30 @@ class ActorCritic(nn.Module):
         needs_grad = self.actor_grad in ("dynamics", "both")
         with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
             feat, action = wm.rssm.imagine(start, lambda f: self.actor(f).sample(), self.horizon)
-            reward = wm.reward(feat)  # (H+1, N): reward for arriving at z_k
-            disc = wm.discount(feat)
-            true_first = self.gamma * (1.0 - is_terminal.reshape(-1).float())
-            if disc is None:
-                disc = torch.full_like(reward, self.gamma)
-            disc = torch.cat([true_first[None], disc[1:]], 0)  # d_0 from the data (spec §2.3)
+            reward = wm.reward(feat)  # (H+1, N): the reward for arriving at z_k
+            disc = imagined_discounts(wm.discount(feat), is_terminal.reshape(-1), self.gamma,
+                                      reward.shape)
+        return self.loss_terms(feat, action, reward, disc, step, needs_grad)
+
+    def loss_terms(self, feat: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                   disc: torch.Tensor, step: int, needs_grad: bool = False):
+        """Actor and critic losses from an imagined trajectory (spec §2.3–§2.7).
+
+        feat (H+1, N, F), action (H+1, N, A) with action[k] taken in z_{k-1}, reward and disc
+        (H+1, N) with disc[0] already the true first discount.
+        """
+        with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
             weight = discount_weights(disc).detach()
-            value = self.value_net()(feat).mode()
+            value = self.value_net()(feat).mode()  # slow critic, k = 0..H
             target = lambda_return(reward[:-1], value[:-1], disc[:-1], value[-1], self.lambda_)
-        policy = self.actor(feat[:-2].detach())
+        policy = self.actor(feat[:-2].detach())  # states 0..H-2
         mix = self.actor_grad_mix(step)
         objective = actor_objective(policy, action[1:-1], target[1:], value[:-2],
                                     self.actor_grad, mix)
         ent = policy.entropy()
         ent_scale = self.actor_ent(step)
         actor_loss = -(weight[:-2] * (objective + ent_scale * ent)).mean()
-        dist = self.critic(feat[:-1].detach())
+        dist = self.critic(feat[:-1].detach())  # states 0..H-1
         loss_critic = critic_loss(dist, target, weight[:-1])
         metrics = {
             "reward_mean": reward.mean(), "reward_std": reward.std(),

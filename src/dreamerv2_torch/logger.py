@@ -81,7 +81,11 @@ def _uint8_frames(frames: np.ndarray, name: str) -> np.ndarray:
 
 
 def _gif(frames: np.ndarray, fps: int) -> bytes:
-    images = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    if frames.shape[-1] == 1:
+        images = [Image.fromarray(f[..., 0]) for f in frames]
+    else:  # a fast palette per frame: Pillow's default quantiser is ~15x slower
+        fast = Image.Quantize.FASTOCTREE
+        images = [Image.fromarray(f).quantize(method=fast) for f in frames]
     buffer = io.BytesIO()
     duration = max(1, round(1000 / fps))
     images[0].save(

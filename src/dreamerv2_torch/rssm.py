@@ -83,7 +83,7 @@ class RSSM(nn.Module):
         return post, prior
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor,
-                state: State | None = None) -> tuple[State, torch.Tensor]:
+                state: State | None = None, sample: bool = True) -> tuple[State, torch.Tensor]:
         """Filter a (B, T) sequence. Returns posterior states (B, T, ...) and prior logits."""
         B, T = embed.shape[:2]
         if state is None:
@@ -103,7 +103,7 @@ class RSSM(nn.Module):
             deter = self.gru(x, deter * k)
             hidden = F.linear(deter.to(embed_part.dtype), w_deter) + embed_part[t]
             logit = self._logits(self.obs_dist, self.obs_act(self.obs_norm(hidden)))
-            stoch = self._latent(logit, True)
+            stoch = self._latent(logit, sample)
             logits.append(logit)
             stochs.append(stoch)
             deters.append(deter)

@@ -5,9 +5,9 @@ Official counterpart: ``GymWrapper``, ``ResizeImage`` and ``RenderImage`` in
 observations, by the space of each entry (a Dict space keeps its keys; a single space is named
 ``image`` or ``vector``):
 
-* Box of rank 2 or 3 → an image: uint8 (H, W, C) (rank 2 gains a channel axis), resized to
-  ``size`` with cv2 INTER_AREA when it differs; bool images become {0, 255}, float images with
-  ``high <= 1`` are scaled by 255, other images are clipped to [0, 255];
+* Box of rank 2 or 3 → an image: uint8 (H, W, C), channels last (rank 2 gains a channel axis),
+  resized to ``size`` with cv2 INTER_AREA when it differs; bool images become {0, 255}, float
+  images whose space has ``high <= 1`` are scaled by 255, other images are clipped to [0, 255];
 * Box of rank 0 or 1 → a float32 vector (rank 0 becomes shape (1,)); Discrete → a one-hot vector;
 * anything else (MultiDiscrete, MultiBinary, Text, Graph, Tuple, Sequence, higher ranks) → an error
   naming the space.
@@ -90,7 +90,6 @@ class Gymnasium:
         self._env = env
         self._seed: int | None = int(seed)
         self._size = (int(size[0]), int(size[1]))
-        self._render = render_image
         self._repeat = int(action_repeat)
         if self._repeat < 1:
             raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
@@ -108,8 +107,8 @@ class Gymnasium:
             raise ValueError(f"observation keys {names} clash with each other or with the flags")
         self._action_kind, self._action_space = _action(env.action_space, gs)
         self._start = int(getattr(env.action_space, "start", 0))
-        if any(route.kind == "image" for route in self._routes.values()):
-            require("cv2", "atari")  # images may need a resize; cv2 ships with the atari extra
+        if any(r.kind == "image" and r.shape[:2] != self._size for r in self._routes.values()):
+            require("cv2", "atari")  # resizing needs cv2, which ships with the atari extra
 
     @property
     def obs_space(self) -> dict[str, Space]:
