@@ -1,5 +1,5 @@
-"""λ-returns, discount weights, actor/critic loss indexing and the slow critic, against hand-computed
-values (spec §2.3–§2.7, §9 items 3, 5, 6, 16)."""
+"""λ-returns, discount weights, actor/critic loss indexing and the slow critic, against
+hand-computed values (spec §2.3–§2.7, §9 items 3, 5, 6, 16)."""
 
 import math
 

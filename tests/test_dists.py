@@ -1,4 +1,4 @@
-"""Straight-through one-hot samples, the soft-label Bernoulli and the unit Normal (spec §1.5, §1.6)."""
+"""Straight-through one-hot samples, soft-label Bernoulli and unit Normal (spec §1.5, §1.6)."""
 
 import math
 

@@ -1,5 +1,5 @@
-"""End to end through the real CLI on the `debug` preset: outputs, exact resume, kill -9, Ctrl-C, and
-bad input that must leave the logdir untouched."""
+"""End to end through the real CLI on the `debug` preset: outputs, exact resume, kill -9,
+Ctrl-C, and bad input that must leave the logdir untouched."""
 
 import hashlib
 import os

@@ -1,4 +1,4 @@
-"""Decoupled weight decay, the Keras Adam ε, clipping and non-finite skips (spec §1.8, §9 item 11)."""
+"""Decoupled weight decay, Keras Adam ε, clipping, non-finite skips (spec §1.8, §9 item 11)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Atomic checkpoints that resume exactly (spec §3.4 and §9 item 23, done better than the official code).
+"""Atomic checkpoints that resume exactly (spec §3.4, §9 item 23; better than the official code).
 
 A checkpoint is one `torch.save` file holding only tensors and plain Python values, so it loads with
 `torch.load(path, weights_only=True)`: format version, the resolved config, the step counter and

@@ -1,4 +1,4 @@
-"""Command line: `dreamerv2-torch {train,eval,scores,plot,presets}` (also `python -m dreamerv2_torch`).
+"""Command line: `dreamerv2-torch {train,eval,sweep,scores,plot,presets}` (or `python -m ...`).
 
 `train` composes presets in order (`--preset atari small` or `--preset atari,small`), then applies
 `--<dotted.key> value` overrides through tyro, which also renders `--help` from the field
@@ -16,6 +16,8 @@ USAGE = """usage: dreamerv2-torch COMMAND [ARGS]
 
 commands:
   train     train DreamerV2 (rerun the same command on a logdir to resume)
+  eval      play evaluation episodes with a run's checkpoint (mode policy), save videos
+  sweep     train many (task, seed) runs as Ray tasks, with retries, then scores and plot
   scores    the paper's Atari score table for run directories
   plot      learning curves of run directories beside the official ones
   presets   list the presets and their values
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         return train_main(rest)
     if command == "presets":
         return presets_main(rest)
+    if command == "eval":
+        from .evaluate import eval_main
+        return eval_main(rest)
+    if command == "sweep":
+        from .sweep import sweep_main
+        return sweep_main(rest)
     if command == "scores":
         from .scores import scores_main
         return scores_main(rest)

@@ -1,9 +1,10 @@
-"""Steps N environments with one batched policy call per step (spec §3.2; official `common/driver.py`).
+"""Steps N environments with one batched policy call per step (spec §3.2; official `driver.py`).
 
 numpy only. Transitions follow spec §0: the reset observation is stored with an all-zero action, and
 the transition of step t holds the observation returned by the t-th `env.step` together with the
 action that produced it. Finished envs are reset at the start of the next call, without a policy
-call, and the policy state is zeroed for them through `is_first`.
+call, and the policy state is zeroed for them through `is_first`. A `step` result with `is_first`
+(an env that `parallel.py` restarted after a crash) starts a new episode; the broken one is dropped.
 """
 
 from __future__ import annotations
@@ -98,6 +99,14 @@ class Driver:
                        for i in range(self.envs.num_envs)]
             results = self.envs.step(actions)
             for i, (action, ob) in enumerate(zip(actions, results)):
+                if ob["is_first"]:
+                    # A restarted env (parallel.py) answered with a reset: the broken episode is
+                    # dropped, not stored, and no step is counted for it.
+                    transition = {k: convert(v) for k, v in {**ob, **zero_action}.items()}
+                    for fn in self.on_resets:
+                        fn(transition, i)
+                    self._episodes[i] = [transition]
+                    continue
                 transition = {k: convert(v) for k, v in {**ob, **action}.items()}
                 self._episodes[i].append(transition)
                 step += 1

@@ -40,7 +40,7 @@ def _incompatible(logdir: Path, diffs: list[str], source: str) -> presets.Config
 
 
 def open_rundir(config: Config) -> RunDir:
-    """Validate `config.logdir` for a fresh start or a resume; raises ConfigError/CheckpointError."""
+    """Validate `config.logdir` for a start or a resume; raises ConfigError or CheckpointError."""
     if not config.logdir:
         raise presets.ConfigError("no logdir given: pass --logdir DIR")
     logdir = Path(config.logdir).expanduser()

@@ -1,7 +1,8 @@
-"""Counters and callbacks of one training run (spec §3.2, §3.3, §7.1; official `train.py` closures).
+"""Counters and callbacks of one training run (spec §3.2, §3.3, §7.1; the `train.py` closures).
 
 `Loop.run` performs prefill, the first updates and the eval/train phases; the driver callbacks
-`train_step` and `per_episode` do the per-step and per-episode work. Built and wired by `loop.train`.
+`train_step` and `per_episode` do the per-step and per-episode work. Built and wired by
+`loop.train`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from . import checkpoint
 from .agent import Agent
 from .config import Config, to_dict
 from .driver import Driver, random_policy
+from .envs.crafter import ACHIEVEMENTS, crafter_score
 from .replay import Replay
 
 
@@ -43,7 +45,12 @@ class Loop:
         self.config, self.agent, self.logdir, self.rng = config, agent, logdir, rng
         self.train_replay, self.eval_replay = train_replay, eval_replay
         self.train_envs, self.eval_env = train_envs, eval_env
-        self.train_driver, self.eval_driver = Driver(train_envs), Driver(eval_env)
+        self.train_driver = Driver(train_envs)
+        # No eval env (eval_eps 0, e.g. the Python API given a single env object): no eval episodes.
+        self.eval_driver = Driver(eval_env) if eval_env is not None else None
+        # Crafter (spec §5.3): per-achievement counts of train episodes that unlocked it, for the
+        # success rates and the Crafter score over all train episodes so far (checkpointed).
+        self.crafter = {"episodes": 0, "counts": {}}
         self.step = 0  # training-env policy steps
         self.updates = 0
         self.pretrained = False  # the first 1 + pretrain updates are done
@@ -62,10 +69,13 @@ class Loop:
     def attach(self, logger, progress, stop) -> None:
         self.logger, self.progress, self.stop = logger, progress, stop
         for driver in (self.train_driver, self.eval_driver):
+            if driver is None:
+                continue
             driver.should_stop = lambda: stop.flag
         self.train_driver.on_steps.append(self.train_step)
         self.train_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "train"))
-        self.eval_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "eval"))
+        if self.eval_driver is not None:
+            self.eval_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "eval"))
 
     def _policy(self, mode: str):
         def policy(obs, state):
@@ -96,9 +106,21 @@ class Loop:
         c = self.config
         print(f"Prefill: {c.prefill - self.step} random policy steps.", flush=True)
         act_space = self.train_envs.act_space
-        self.train_driver(random_policy(act_space, self.train_envs.num_envs, self.rng),
-                          steps=c.prefill - self.step,
+        policy = random_policy(act_space, self.train_envs.num_envs, self.rng)
+        self.train_driver(policy, steps=c.prefill - self.step,
                           episodes=0 if self.train_replay.stats["total_episodes"] else 1)
+        # Episodes shorter than replay.minlen are not stored; go on until one is (e.g. random
+        # MinAtar episodes are often shorter than the debug preset's minlen of 10).
+        for _ in range(1000):
+            if self.train_replay.stats["loaded_episodes"] or self.stop.flag:
+                break
+            self.train_driver(policy, episodes=1)
+        else:
+            raise ValueError(f"no random episode reached replay.minlen={c.replay.minlen} steps "
+                             "in 1000 tries; lower --replay.minlen")
+        if self.eval_driver is None:
+            self.train_driver.reset()
+            return
         if not self.eval_replay.stats["total_episodes"] and not self.stop.flag:
             self.eval_driver(random_policy(act_space, 1, self.rng), episodes=1)
         self.train_driver.reset()
@@ -109,7 +131,8 @@ class Loop:
             batch = self.eval_replay.sample(min(6, self.config.dataset.batch),
                                             self.config.dataset.length)
             self.logger.add(self.agent.report(batch), prefix="eval")
-        self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps)
+        if self.eval_driver is not None:
+            self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps)
 
     def update(self) -> None:
         if self.dataset is None:
@@ -149,6 +172,8 @@ class Loop:
             elif re.match(r"^log_achievement_", key):
                 extra[key[len("log_"):]] = int(value.max())
                 self.logger.scalar(f"max_{mode}_{key}", float(value.max()))
+        if mode == "train" and extra:
+            self._crafter_stats(extra)
         self.logger.episode(mode=mode, episode_return=score, length=length, frames=self.frames,
                             **extra)
         if self.every[f"video_{mode}"](self.step):
@@ -156,6 +181,19 @@ class Loop:
                 self.logger.video(f"{mode}_policy_{key}", episode[key])
         self.logger.add(replay.stats, prefix=mode)
         self.write()
+
+    def _crafter_stats(self, unlocked: dict[str, int]) -> None:
+        """Log `achievement_<name>` success rates (%) and `crafter_score` over all train episodes
+        so far (the Crafter paper's protocol); `unlocked` holds this episode's final counters."""
+        stats = self.crafter
+        stats["episodes"] += 1
+        for key, count in unlocked.items():
+            stats["counts"][key] = stats["counts"].get(key, 0) + int(count > 0)
+        rates = {k: 100.0 * n / stats["episodes"] for k, n in stats["counts"].items()}
+        for key, rate in rates.items():
+            self.logger.scalar(key, rate)
+        if len(rates) == len(ACHIEVEMENTS):  # only a full Crafter achievement set has a score
+            self.logger.scalar("crafter_score", crafter_score(rates))
 
     def write(self, fps: bool = False) -> None:
         if fps:
@@ -176,6 +214,7 @@ class Loop:
             "train_replay": self.train_replay.state_dict(),
             "eval_replay": self.eval_replay.state_dict(),
             "rng": checkpoint.rng_state(), "loop_rng": checkpoint.generator_state(self.rng),
+            "crafter": self.crafter,
         })
 
     def restore(self, state: dict) -> None:
@@ -188,8 +227,14 @@ class Loop:
         self.eval_replay.load_state_dict(state["eval_replay"])
         checkpoint.set_rng_state(state["rng"])
         checkpoint.set_generator_state(self.rng, state["loop_rng"])
+        if "crafter" in state:  # absent in checkpoints written before it was added
+            crafter = state["crafter"]
+            self.crafter = {"episodes": int(crafter["episodes"]),
+                            "counts": {k: int(v) for k, v in crafter["counts"].items()}}
         print(f"Resumed from step {self.step} ({self.frames} frames).", flush=True)
 
     def close(self) -> None:
         for env in (self.train_envs, self.eval_env):
+            if env is None:
+                continue
             env.close()

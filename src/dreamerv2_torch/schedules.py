@@ -1,4 +1,4 @@
-"""Hyperparameter schedules of the official `common.schedule` (spec §2.7), evaluated in policy steps.
+"""Hyperparameter schedules of the official `common.schedule` (spec §2.7), in policy steps.
 
 A value is a number or one of `linear(a,b,n)`, `warmup(n,v)`, `exp(a,b,halflife)`,
 `horizon(a,b,n)`; `parse` turns it into a function of the step counter once, at config time.
