@@ -104,7 +104,7 @@ def test_videos_to_mp4_and_tensorboard_with_scalars(tmp_path: Path) -> None:
 
 def test_video_shape_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\[T, H, W, C\]"):
-        Logger(tmp_path, tensorboard=False).video("bad", np.zeros((4, 8, 8, 2), np.uint8))
+        Logger(tmp_path, tensorboard=False).video("bad", np.zeros((4, 8, 8), np.uint8))
 
 
 def test_progress_tracks_frames_and_shows_key_metrics(capsys) -> None:
@@ -122,3 +122,15 @@ def test_numpy_only_modules_do_not_import_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_video_with_object_layers_is_colourised(tmp_path):
+    # MinAtar-like frames: 4 binary object layers, written as RGB (each layer its own colour).
+    frames = np.zeros((5, 10, 10, 4), np.uint8)
+    frames[:, 2, 3, 0] = 255
+    frames[:, 5, 5, 3] = 255
+    logger = Logger(tmp_path, tensorboard=False)
+    logger.video("layers", frames)
+    logger.write(0)
+    video = imageio.mimread(tmp_path / "videos" / "layers" / "0.mp4")
+    assert len(video) == 5 and video[0].shape[-1] == 3

@@ -41,16 +41,6 @@ class EvalError(ValueError):
     """A logdir without a run, or a checkpoint that does not fit the run."""
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def _load_run(logdir: Path, checkpoint: Path | None) -> tuple[Config, Path, dict]:
     """The run's config, checkpoint path and checkpoint; EvalError/ConfigError/CheckpointError."""
     config_path = logdir / "config.yaml"
@@ -65,7 +55,7 @@ def _load_run(logdir: Path, checkpoint: Path | None) -> tuple[Config, Path, dict
     if not path.is_file():
         raise EvalError(f"no such checkpoint file: {path}")
     state = ckpt.load(path)
-    saved = presets.apply(Config(), _flat(state["config"]))
+    saved = presets.from_tree(state["config"])
     if diffs := presets.differences(saved, config):
         lines = "\n  ".join(diffs)
         raise EvalError(f"checkpoint {path} was saved by a different config than "

@@ -73,11 +73,24 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def _uint8_frames(frames: np.ndarray, name: str) -> np.ndarray:
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
-        raise ValueError(f"video {name!r}: expected [T, H, W, C] with C 1 or 3, got {frames.shape}")
+    if frames.ndim != 4:
+        raise ValueError(f"video {name!r}: expected [T, H, W, C], got {frames.shape}")
     if frames.dtype != np.uint8:  # floats in [0, 1]
         frames = (np.nan_to_num(np.clip(frames, 0.0, 1.0)) * 255.0 + 0.5).astype(np.uint8)
+    if frames.shape[-1] not in (1, 3):
+        frames = _colourise(frames)
     return frames
+
+
+def _colourise(frames: np.ndarray) -> np.ndarray:
+    """C ∉ {1, 3} channels (e.g. MinAtar's object layers) → RGB: each channel gets a fixed colour
+    from matplotlib's tab10 cycle and the layers are added (clipped), so every object is visible."""
+    palette = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40],
+                        [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127],
+                        [188, 189, 34], [23, 190, 207]], np.float32) / 255.0
+    weights = palette[np.arange(frames.shape[-1]) % len(palette)]  # (C, 3)
+    rgb = np.einsum("thwc,ck->thwk", frames.astype(np.float32), weights)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def _gif(frames: np.ndarray, fps: int) -> bytes:

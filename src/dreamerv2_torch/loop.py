@@ -9,6 +9,7 @@ checkpoint]. Per training step: count, store, train every `train_every` steps, l
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -16,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, presets
+from . import presets
 from .agent import Agent
 from .config import Config
 from .driver import SerialEnvs
 from .envs import make_env
 from .envs.base import Env
 from .logger import Logger, Progress
+from .parallel import ParallelEnvs
 from .replay import Replay
 from .rundir import open_rundir
 from .runner import Loop
@@ -30,14 +32,17 @@ from .runner import Loop
 EnvFactory = Callable[[int, str], Env]  # (seed, mode) -> env
 
 
+def _make_task_env(config: Config, logdir: Path, seed: int, mode: str) -> Env:
+    return make_env(config.task, seed=seed, mode=mode, action_repeat=config.action_repeat,
+                    time_limit=config.time_limit, size=tuple(config.render_size),
+                    grayscale=config.atari_grayscale, all_actions=config.atari_all_actions,
+                    camera=config.dmc_camera, logdir=logdir,
+                    pixels=bool(config.encoder.cnn_keys != "$^"))
+
+
 def default_env_factory(config: Config, logdir: Path) -> EnvFactory:
-    def make(seed: int, mode: str) -> Env:
-        return make_env(config.task, seed=seed, mode=mode, action_repeat=config.action_repeat,
-                        time_limit=config.time_limit, size=tuple(config.render_size),
-                        grayscale=config.atari_grayscale, all_actions=config.atari_all_actions,
-                        camera=config.dmc_camera, logdir=logdir,
-                        pixels=bool(config.encoder.cnn_keys != "$^"))
-    return make
+    # A partial of a module-level function pickles, so envs > 1 can build it in worker processes.
+    return functools.partial(_make_task_env, config, logdir)
 
 
 class StopRequested:
@@ -75,8 +80,12 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     if config.threads:
         torch.set_num_threads(config.threads)
     make = env_factory or default_env_factory(config, run.logdir)
-    train_envs = SerialEnvs([make(config.seed + i, "train") for i in range(config.envs)])
-    eval_env = SerialEnvs([make(config.seed + 10_000, "eval")])
+    # The eval env first: building it in this process checks the task before workers start.
+    # eval_eps 0 runs no evaluation and builds no eval env (the Python API without an eval env).
+    eval_env = SerialEnvs([make(config.seed + 10_000, "eval")]) if config.eval_eps else None
+    seeds = [config.seed + i for i in range(config.envs)]
+    train_envs = (ParallelEnvs(make, seeds, "train") if config.envs > 1
+                  else SerialEnvs([make(seeds[0], "train")]))
     run.commit()  # the config is valid and the task exists: now the logdir may change
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -89,6 +98,11 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     train_replay.load()
     eval_replay.load()
     agent = Agent(train_envs.obs_space, train_envs.act_space, config)
+    params = sum(p.numel() for p in agent.nets.parameters() if p.requires_grad)
+    print(f"Task {config.task}, device {agent.device}, "
+          f"{'bfloat16 autocast' if agent.bf16 else 'float32'}"
+          f"{' (no native bf16 here)' if config.precision == 16 and not agent.bf16 else ''}, "
+          f"{params / 1e6:.2f}M trainable parameters, logdir {logdir}.", flush=True)
     loop = Loop(config, agent, train_envs, eval_env, train_replay, eval_replay, rng, logdir)
     if run.checkpoint is not None:
         loop.restore(run.checkpoint)

@@ -1,8 +1,8 @@
 """Presets as ordered deltas over `Config` defaults, dotted overrides, validation, YAML round trip.
 
-Spec §6 (official `configs.yaml`). `atari`, `crafter`, `dmc_vision`, `dmc_proprio` carry the official
-values (with the paper's choices where spec §10 recommends them); `debug`, `small` and `minatar` are
-ours and documented in docs/parity.md.
+Spec §6 (official `configs.yaml`). `atari`, `crafter`, `dmc_vision`, `dmc_proprio` carry the
+official values (with the paper's choices where spec §10 recommends them); `debug`, `small` and
+`minatar` are ours and documented in docs/parity.md.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ _LAYER_NORM = {f"{k}.norm": "layer" for k in (
 
 PRESETS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    # The paper's Atari setup (spec §6, §10): B=50, all 18 actions, γ=0.999, one update per 16 policy
-    # steps, evaluation every 1e5 frames as in the code that produced the released curves.
+    # The paper's Atari setup (spec §6, §10): B=50, all 18 actions, γ=0.999, one update per 16
+    # policy steps, evaluation every 1e5 frames as in the code that produced the released curves.
     "atari": {
         "task": "atari_pong", "time_limit": 27000, "action_repeat": 4, "steps": 5e7,
         "log_every": 1e4, "eval_every": 2.5e4, "prefill": 50000, "train_every": 16,
@@ -68,6 +68,26 @@ PRESETS: dict[str, dict[str, Any]] = {
            for f, v in (("layers", 2), ("units", 256))},
         "replay.capacity": 5e5, "prefill": 5000,
     },
+    # Ours: MinAtar (10x10xC binary images, no official config; choices in docs/parity.md).
+    # Encoder 10→4→1 with kernels (3, 3), decoder 1→4→10 with (4, 4); a smaller RSSM and heads;
+    # Atari's loss scales, the default γ 0.99; minlen 1 because random MinAtar episodes are short
+    # (Breakout ≈ 9 steps) and shorter ones would be dropped; chunks then span episodes.
+    # MinAtar is cheap to step, so the budget is the update: one per 16 steps (replay ratio 50).
+    "minatar": {
+        "task": "minatar_breakout", "action_repeat": 1, "time_limit": 10000, "steps": 1e6,
+        "log_every": 2500, "eval_every": 1e4, "eval_eps": 3, "prefill": 5000, "pretrain": 1,
+        "train_every": 16, "clip_rewards": "tanh", **_IMAGE_ONLY,
+        "encoder.cnn_depth": 32, "encoder.cnn_kernels": (3, 3),
+        "decoder.cnn_depth": 32, "decoder.cnn_kernels": (4, 4),
+        "rssm.hidden": 256, "rssm.deter": 256, "rssm.stoch": 16, "rssm.discrete": 16,
+        **{f"{k}.{f}": v for k in ("reward_head", "discount_head", "actor", "critic")
+           for f, v in (("layers", 2), ("units", 256))},
+        "replay.capacity": 1e6, "replay.minlen": 1, "dataset.batch": 16,
+        # Atari's actor lr and Crafter's entropy: with 1e-4 / 1e-3 the policy entropy of Breakout's
+        # 3 actions fell from 1.06 to 0.35 nats within ~75 updates, before the model knew much.
+        "model_opt.lr": 3e-4, "actor_opt.lr": 4e-5, "critic_opt.lr": 1e-4,
+        "actor_ent": 3e-3, "discount": 0.99, "loss_scales.kl": 0.1, "loss_scales.discount": 5.0,
+    },
     # Ours: a tiny model and short schedule for tests (the official debug keeps the full model).
     "debug": {
         "time_limit": 100, "eval_every": 300, "log_every": 300, "prefill": 100, "pretrain": 1,
@@ -83,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Fields that may change when a run is resumed; any other difference is an incompatible config.
 RESUMABLE = {"logdir", "steps", "log_every", "eval_every", "eval_eps", "device", "precision", "jit",
-             "threads"}
+             "threads", "malloc_reuse", "conv_matmul", "batched_grads", "policy_fp32"}
 
 
 class ConfigError(ValueError):
@@ -141,7 +161,8 @@ def coerce(key: str, value: Any) -> Any:
 
 
 def _scalar(key: str, kind: Any, value: Any) -> Any:
-    bad = ConfigError(f"config key '{key}' expects {getattr(kind, '__name__', kind)}, got {value!r}")
+    name = getattr(kind, "__name__", kind)
+    bad = ConfigError(f"config key '{key}' expects {name}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -237,16 +258,21 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} does not hold a config")
+    return from_tree(data)
+
+
+def from_tree(tree: Mapping[str, Any]) -> Config:
+    """A Config from the nested dict that `config.to_dict` made (e.g. a checkpoint's copy)."""
     flat: dict[str, Any] = {}
 
     def walk(d, prefix):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, prefix + k + ".")
+        for key, value in d.items():
+            if isinstance(value, dict):
+                walk(value, prefix + key + ".")
             else:
-                flat[prefix + k] = v
+                flat[prefix + key] = value
 
-    walk(data, "")
+    walk(tree, "")
     return apply(Config(), flat)
 
 

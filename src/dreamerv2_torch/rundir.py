@@ -58,18 +58,9 @@ def open_rundir(config: Config) -> RunDir:
             "choose an empty or new directory")
     state = checkpoint.load(ckpt_path) if ckpt_path else None
     if state is not None:
-        saved = presets.apply(Config(), _flat(state["config"]))
+        saved = presets.from_tree(state["config"])
         diffs = presets.differences(saved, config)
         if diffs:
             raise _incompatible(logdir, diffs, f"checkpoint ({ckpt_path.name})")
     return RunDir(logdir, config, state, resumed=state is not None)
 
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, prefix + key + "."))
-        else:
-            out[prefix + key] = value
-    return out
