@@ -7,6 +7,8 @@ torch (device, precision, autocast) stays behind this interface.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Mapping
 
 import numpy as np
@@ -16,6 +18,7 @@ from torch import nn
 from .behavior import ActorCritic
 from .config import Config
 from .envs.base import Space
+from .nets import FastPaths
 from .optim import Optimizer
 from .world_model import WorldModel
 
@@ -39,6 +42,37 @@ def bf16_supported(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def fast_paths(config: Config, device: torch.device) -> FastPaths:
+    """Resolve the `auto` speed switches for `device` (docs/performance.md has the measurements)."""
+    cpu = device.type == "cpu"
+    return FastPaths(conv_matmul=_switch(config.conv_matmul, cpu),
+                     batched_grads=_switch(config.batched_grads, True), jit=config.jit,
+                     policy_fp32=_switch(config.policy_fp32, cpu))
+
+
+def _switch(value: str, auto: bool) -> bool:
+    return auto if value == "auto" else value == "on"
+
+
+def reuse_freed_memory() -> bool:
+    """Serve all allocations from glibc's heap and never trim it (process-wide mallopt).
+
+    By default glibc maps every block above its mmap threshold (128 kB, adapting up to 32 MB)
+    freshly and unmaps it on free, so each large tensor of every update page-faults its memory
+    anew and the kernel zeroes each page: ~5% of a CPU update. The peak RSS stays the same; the
+    heap keeps its high-water mark. Returns False where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(
+            libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 class Agent:
     """Not an nn.Module (its `train` is an update, not a mode switch); `nets` holds the modules."""
 
@@ -48,8 +82,11 @@ class Agent:
         self.act_space = act_space["action"]
         self.device = pick_device(config.device)
         self.bf16 = config.precision == 16 and bf16_supported(self.device)
-        self.wm = WorldModel(obs_space, act_space, config)
-        self.behavior = ActorCritic(self.wm.rssm.feat_dim, act_space, config)
+        self.fast = fast_paths(config, self.device)
+        if _switch(config.malloc_reuse, self.device.type == "cpu"):
+            reuse_freed_memory()
+        self.wm = WorldModel(obs_space, act_space, config, self.fast)
+        self.behavior = ActorCritic(self.wm.rssm.feat_dim, act_space, config, self.fast.jit)
         self.nets = nn.ModuleDict({"wm": self.wm, "behavior": self.behavior}).to(self.device)
         self.model_opt = Optimizer("model", self.wm.parameters(), config.model_opt)
         self.actor_opt = Optimizer("actor", self.behavior.actor.parameters(), config.actor_opt)
@@ -57,8 +94,10 @@ class Agent:
         self.step = 0  # policy steps, set by the loop; drives the schedules
         self.video_keys = [k for k in config.log_keys_video if k in self.wm.image_keys]
 
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+    def autocast(self, acting: bool = False):
+        """bf16 autocast for the update; for `policy` only without `policy_fp32`."""
+        enabled = self.bf16 and not (acting and self.fast.policy_fp32)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _tensors(self, data: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()
@@ -73,7 +112,7 @@ class Agent:
             state = (self.wm.rssm.initial(n, self.device),
                      torch.zeros(n, self.act_space.shape[0], device=self.device))
         latent, prev_action = state
-        with self.autocast():
+        with self.autocast(acting=True):
             embed = self.wm.encoder(data)
             sample = mode != "eval" or not self.config.eval_state_mean
             latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, data["is_first"],
@@ -98,17 +137,33 @@ class Agent:
     def train(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """One update: world model, then actor and critic, then the slow critic."""
         data = self.wm.preprocess(self._tensors(batch))
+        metrics, post = self.train_world_model(data)
+        metrics.update(self.train_behavior(post, data["is_terminal"]))
+        return metrics
+
+    def train_world_model(self, data: Mapping[str, torch.Tensor]):
+        """World-model loss and optimiser step on a preprocessed batch; returns the posteriors."""
         with self.autocast():
             model_loss, post, metrics = self.wm.loss(data)
         metrics.update(self.model_opt.step(model_loss))
+        return metrics, post
+
+    def train_behavior(self, post: Mapping[str, torch.Tensor], is_terminal: torch.Tensor,
+                       rollout=None) -> dict[str, torch.Tensor]:
+        """Actor and critic steps on imagined rollouts from `post` (or a given `rollout`)."""
         with self.autocast():
-            actor_loss, critic_loss, mets = self.behavior.losses(
-                self.wm, post, data["is_terminal"], self.step)
-        metrics.update(mets)
+            feat, action, reward, disc, needs_grad = rollout or self.imagine(post, is_terminal)
+            actor_loss, critic_loss, metrics = self.behavior.loss_terms(
+                feat, action, reward, disc, self.step, needs_grad)
         metrics.update(self.actor_opt.step(actor_loss))
         metrics.update(self.critic_opt.step(critic_loss))
         self.behavior.update_slow_target()
         return metrics
+
+    def imagine(self, post: Mapping[str, torch.Tensor], is_terminal: torch.Tensor):
+        """The imagined rollout (feat, action, reward, discount, needs_grad) from `post`."""
+        with self.autocast():
+            return self.behavior.rollout(self.wm, post, is_terminal)
 
     @torch.no_grad()
     def report(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

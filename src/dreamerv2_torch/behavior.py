@@ -1,4 +1,5 @@
-"""Actor-critic learning in imagination (spec §2; official `agent.py` ActorCritic, `common.lambda_return`).
+"""Actor-critic learning in imagination (spec §2; official `agent.py` ActorCritic and
+`common.lambda_return`).
 
 The maths is in pure functions (`lambda_return`, `discount_weights`, `actor_objective`,
 `critic_loss`) tested against hand-computed values; `ActorCritic` only wires them. All sequences are
@@ -74,8 +75,10 @@ def critic_loss(dist, target: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
 class ActorCritic(nn.Module):
     """Actor, critic and slow critic; `losses` runs one imagination and returns both losses."""
 
-    def __init__(self, feat_dim: int, act_space: Mapping[str, Space], config: Config):
+    def __init__(self, feat_dim: int, act_space: Mapping[str, Space], config: Config,
+                 jit: bool = False):
         super().__init__()
+        self.jit, self._step = jit, None  # torch.compile the imagination step (config `jit`)
         space = act_space["action"]
         self.discrete = space.discrete
         dist = config.actor.dist
@@ -101,21 +104,34 @@ class ActorCritic(nn.Module):
         self.actor_grad_mix = parse(config.actor_grad_mix)
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
 
+    def _act(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.actor(feat).sample()
+
     def value_net(self) -> Head:
         return self.target_critic if self.slow_target else self.critic
 
     def losses(self, wm, start: Mapping[str, torch.Tensor], is_terminal: torch.Tensor,
                step: int):
         """Imagine H steps from every (detached) posterior state; return actor/critic losses."""
+        feat, action, reward, disc, needs_grad = self.rollout(wm, start, is_terminal)
+        return self.loss_terms(feat, action, reward, disc, step, needs_grad)
+
+    def rollout(self, wm, start: Mapping[str, torch.Tensor], is_terminal: torch.Tensor):
+        """Imagined (feat, action, reward, disc, needs_grad) from the detached posteriors."""
         start = {k: v.detach().reshape((-1,) + v.shape[2:]) for k, v in start.items()}
         # Gradients through the rollout are needed only when the objective differentiates R.
         needs_grad = self.actor_grad in ("dynamics", "both")
         with torch.set_grad_enabled(needs_grad and torch.is_grad_enabled()):
-            feat, action = wm.rssm.imagine(start, lambda f: self.actor(f).sample(), self.horizon)
+            step = None
+            if self.jit:  # compiled once per RSSM; the actor is a stable argument, not a closure
+                if self._step is None or self._step[0] is not wm.rssm:
+                    self._step = (wm.rssm, torch.compile(wm.rssm.imagine_step, dynamic=False))
+                step = self._step[1]
+            feat, action = wm.rssm.imagine(start, self._act, self.horizon, step)
             reward = wm.reward(feat)  # (H+1, N): the reward for arriving at z_k
             disc = imagined_discounts(wm.discount(feat), is_terminal.reshape(-1), self.gamma,
                                       reward.shape)
-        return self.loss_terms(feat, action, reward, disc, step, needs_grad)
+        return feat, action, reward, disc, needs_grad
 
     def loss_terms(self, feat: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                    disc: torch.Tensor, step: int, needs_grad: bool = False):

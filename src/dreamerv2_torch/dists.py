@@ -1,4 +1,5 @@
-"""Output distributions of every head (spec §1.5, §1.6, §2.8; official `common/dists.py`, `DistLayer`).
+"""Output distributions of every head (spec §1.5, §1.6, §2.8; official `common/dists.py`,
+`DistLayer`).
 
 Light classes instead of `torch.distributions` so that the straight-through sample, the soft-label
 Bernoulli and the reparameterised truncated normal are explicit. Every class computes in float32
@@ -43,7 +44,10 @@ class OneHotDist:
             u = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
             index = (probs.cumsum(-1) < u).sum(-1).clamp_(max=probs.shape[-1] - 1)
             sample = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
-        return sample + probs - probs.detach()
+        # probs − sg(probs) is exactly 0 forward, so the value is an exact one-hot (as the official
+        # `sample += probs - stop_gradient(probs)`); `sample + probs − sg(probs)` would round
+        # 1 + p − p to 1 ± 1 ulp.
+        return sample + (probs - probs.detach())
 
     def mode(self) -> torch.Tensor:
         """One-hot of the argmax, without gradient."""
@@ -78,7 +82,8 @@ class MSEDist:
 
 
 class BernoulliDist:
-    """Bernoulli from logits; `log_prob` accepts soft targets (the discount head's γ·(1−terminal))."""
+    """Bernoulli from logits; `log_prob` accepts soft targets (the discount head's
+    γ·(1−terminal))."""
 
     def __init__(self, logits: torch.Tensor, event_dims: int = 0):
         self.logits = logits.float()

@@ -6,6 +6,7 @@ Spec §1.4 (GRU), §1.6 (heads), §1.9 (Keras defaults: Glorot-uniform kernels, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -61,8 +62,8 @@ class MLP(nn.Module):
 class GRUCell(nn.Module):
     """The GRU variant of spec §1.4 (not `nn.GRUCell`).
 
-    One Dense maps concat(x, h) to 3·D pre-activations, one LayerNorm (fp32, ε 1e-3) normalises all of
-    them jointly, then reset r, candidate c, update u: c = tanh(σ(r)·c), u = σ(u − 1),
+    One Dense maps concat(x, h) to 3·D pre-activations, one LayerNorm (fp32, ε 1e-3) normalises all
+    of them jointly, then reset r, candidate c, update u: c = tanh(σ(r)·c), u = σ(u − 1),
     h' = u·c + (1 − u)·h. The −1 bias keeps the old state at initialisation.
     """
 
@@ -72,8 +73,9 @@ class GRUCell(nn.Module):
         self.layer = linear(inp + size, 3 * size)
         self.norm = nn.LayerNorm(3 * size, eps=LN_EPS)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        parts = self.layer(torch.cat([x, h.to(x.dtype)], -1))
+    def forward(self, x: torch.Tensor, h: torch.Tensor, layer=None) -> torch.Tensor:
+        """`layer` replaces `self.layer` (same weights), e.g. a `LoopLinears` entry."""
+        parts = (layer or self.layer)(torch.cat([x, h.to(x.dtype)], -1))
         return self.gates(parts, h)
 
     def gates(self, parts: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -128,3 +130,99 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.dist(self.trunk(x))
+
+
+def compute_dtype(device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.dtype:
+    """The dtype autocast computes matmuls in on `device` right now (`dtype` when it is off)."""
+    kind = torch.device(device).type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else dtype
+
+
+class _Tape:
+    """Inputs and output gradients of one layer at every loop step, keyed by step."""
+
+    def __init__(self):
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.grads: dict[int, torch.Tensor] = {}
+
+
+class _Gather(torch.autograd.Function):
+    """Identity on (weight, bias) in the compute dtype; its backward, which autograd runs after
+    every step that used them, computes both gradients as one matmul over all steps."""
+
+    @staticmethod
+    def forward(ctx, weight, bias, tape, dtype):
+        ctx.set_materialize_grads(False)
+        ctx.tape, ctx.dtype, ctx.has_bias = tape, weight.dtype, bias is not None
+        return weight.to(dtype), (bias.to(dtype) if bias is not None else None)
+
+    @staticmethod
+    def backward(ctx, grad_weight, grad_bias):  # both None: the steps return no weight grads
+        tape = ctx.tape
+        steps = sorted(tape.grads)  # a step whose output got no gradient contributes nothing
+        if not steps:
+            return None, None, None, None
+        grad = torch.cat([tape.grads[t] for t in steps])  # (steps·B, out)
+        inp = torch.cat([tape.inputs[t] for t in steps])  # (steps·B, in)
+        tape.inputs.clear()
+        tape.grads.clear()
+        grad_bias = grad.sum(0, dtype=ctx.dtype) if ctx.has_bias else None
+        return (grad.t() @ inp).to(ctx.dtype), grad_bias, None, None
+
+
+class _Step(torch.autograd.Function):
+    """y = x·Wᵀ + b whose backward returns only the input gradient and leaves the output gradient
+    on the tape for `_Gather`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, tape, step):
+        ctx.dtype = x.dtype
+        x = x.to(weight.dtype)
+        tape.inputs[step] = x
+        ctx.save_for_backward(weight)
+        ctx.tape, ctx.step = tape, step
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        ctx.tape.grads[ctx.step] = grad
+        grad_x = (grad @ weight).to(ctx.dtype) if ctx.needs_input_grad[0] else None
+        return grad_x, None, None, None, None
+
+
+class LoopLinears:
+    """Linear layers applied at every step of a recurrent loop, with batched weight gradients.
+
+    Plain autograd computes a weight gradient per step and layer, a (B×out)ᵀ·(B×in) product with
+    B = 16 rows that runs far below matmul speed, and accumulates them one by one (in bf16 under
+    autocast). Here each step computes only its input gradient; the weight and bias gradients are
+    one matmul over all T·B rows (fp32 accumulation inside the GEMM). Same maths, summed in a
+    different order. Call `step(t)` once per loop iteration, then `layer(name)(x)`.
+    """
+
+    def __init__(self, layers: dict[str, tuple[torch.Tensor, torch.Tensor | None]],
+                 dtype: torch.dtype):
+        self._params = {}
+        for name, (weight, bias) in layers.items():
+            tape = _Tape()
+            self._params[name] = (*_Gather.apply(weight, bias, tape, dtype), tape)
+        self._step = 0
+
+    def step(self, t: int) -> None:
+        self._step = t
+
+    def layer(self, name: str):
+        weight, bias, tape = self._params[name]
+        return lambda x: _Step.apply(x, weight, bias, tape, self._step)
+
+
+@dataclasses.dataclass(frozen=True)
+class FastPaths:
+    """Resolved speed switches (config `conv_matmul`, `batched_grads`, `jit`, `policy_fp32`);
+    none changes the maths of an update."""
+
+    conv_matmul: bool = False
+    batched_grads: bool = False
+    jit: bool = False
+    policy_fp32: bool = False

@@ -14,7 +14,7 @@ from torch import nn
 from .config import Config
 from .conv import Decoder, Encoder
 from .envs.base import Space
-from .nets import Head
+from .nets import FastPaths, Head, compute_dtype
 from .rssm import RSSM, kl_loss
 
 REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.sign}
@@ -22,15 +22,18 @@ REWARD_TRANSFORMS = {"tanh": torch.tanh, "identity": lambda r: r, "sign": torch.
 
 class WorldModel(nn.Module):
     def __init__(self, obs_space: Mapping[str, Space], act_space: Mapping[str, Space],
-                 config: Config):
+                 config: Config, fast: FastPaths | None = None):
         super().__init__()
         self.config = config
+        fast = fast or FastPaths()
         shapes = {k: tuple(v.shape) for k, v in obs_space.items() if not k.startswith("log_")}
         self.action_dim = act_space["action"].shape[0]
-        self.encoder = Encoder(shapes, **dataclasses.asdict(config.encoder))
+        self.encoder = Encoder(shapes, **dataclasses.asdict(config.encoder),
+                               conv_matmul=fast.conv_matmul)
         rssm = dataclasses.asdict(config.rssm)
         rssm.pop("ensemble")
-        self.rssm = RSSM(self.action_dim, self.encoder.embed_dim, **rssm)
+        self.rssm = RSSM(self.action_dim, self.encoder.embed_dim, **rssm,
+                         batched_grads=fast.batched_grads)
         feat = self.rssm.feat_dim
         heads = {"decoder": Decoder(shapes, feat, **dataclasses.asdict(config.decoder)),
                  "reward": Head(feat, (), **dataclasses.asdict(config.reward_head))}
@@ -67,7 +70,8 @@ class WorldModel(nn.Module):
         kl = self.config.kl
         loss_kl, kl_value = kl_loss(post["logit"], prior_logit, kl.balance, kl.free, kl.forward,
                                     kl.free_avg)
-        feat = self.rssm.feat(post)
+        # Cast once to the compute dtype: every head starts with a Dense layer that would cast it.
+        feat = self.rssm.feat(post).to(compute_dtype(embed.device))
         losses = {"kl": loss_kl}
         for name, head in self.heads.items():
             inp = feat if name in self.config.grad_heads else feat.detach()
