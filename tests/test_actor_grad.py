@@ -19,16 +19,9 @@ from dreamerv2_torch.agent import Agent
 from dreamerv2_torch.envs.base import FLAG_SPACES, Space
 from dreamerv2_torch.presets import resolve
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 OBS = {"vector": Space((8,), np.float32), **FLAG_SPACES}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second intra-op thread only adds contention on a shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_agent(discrete: bool, **overrides) -> Agent:

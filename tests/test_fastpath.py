@@ -18,19 +18,12 @@ from dreamerv2_torch.envs.base import FLAG_SPACES, Space
 from dreamerv2_torch.nets import LoopLinears
 from dreamerv2_torch.presets import resolve
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 OBS = {"image": Space((64, 64, 3), np.uint8), **FLAG_SPACES}
 ACT = {"action": Space((4,), np.float32, 0.0, 1.0, discrete=True)}
 PLAIN = {"conv_matmul": "off", "batched_grads": "off", "jit": False}
 TOL = dict(rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second intra-op thread only adds contention on a shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_agent(**switches) -> Agent:

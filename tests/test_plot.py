@@ -75,3 +75,21 @@ def test_official_range_and_switch(tmp_path):
     assert all(r["method"] != OFFICIAL_LABEL for r in build_curves(runs, official=False))
     coarse = {r["seed"]: r for r in build_curves(runs, bins=2e6, official=False)}
     np.testing.assert_array_equal(coarse["0"]["ys"], [-55 / 3, -10])
+
+
+def test_train_episodes_switch(tmp_path):
+    """`--episodes train` draws the train episodes even where eval episodes exist."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: atari_pong\nseed: 0\n")
+    rows = [("train", -21.0, 5e5), ("train", -19.0, 6e5), ("eval", -5.0, 7e5)]
+    lines = [json.dumps({"mode": m, "return": r, "length": 1, "frames": f}) for m, r, f in rows]
+    (run / "scores.jsonl").write_text("\n".join(lines))
+    (evals,) = load_inputs([run])
+    (trains,) = load_inputs([run], episodes="train")
+    assert evals.mode == "eval" and list(evals.ys) == [-5.0]
+    assert trains.mode == "train" and list(trains.ys) == [-21.0, -19.0]
+    out = tmp_path / "c.png"
+    assert plot_main([str(run), "-o", str(out), "--episodes", "train", "--no-official"]) == 0
+    (mean,) = [r for r in json.loads(out.with_suffix(".json").read_text()) if r["seed"] == "mean"]
+    assert mean["ys"] == [-20.0]

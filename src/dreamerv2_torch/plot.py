@@ -131,7 +131,12 @@ def _jsonable(value):
     return value
 
 
-def draw(records: list[dict], path: Path, baselines: dict[str, dict[str, float]]) -> None:
+def draw(
+    records: list[dict],
+    path: Path,
+    baselines: dict[str, dict[str, float]],
+    ylabel: str = "eval return",
+) -> None:
     """One panel per task: mean curves with std bands, reference curve, Atari baselines."""
     # Imported here: the scores command and the binning never need matplotlib.
     from matplotlib.figure import Figure
@@ -177,7 +182,7 @@ def draw(records: list[dict], path: Path, baselines: dict[str, dict[str, float]]
         ax.set_title(task)
         ax.set_xlabel("frames")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_frames(x)))
-        ax.set_ylabel("eval return")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     for ax in axes[len(tasks) :]:
@@ -197,6 +202,8 @@ def plot_main(argv: list[str] | None = None) -> int:
     xaxis_help = "x axis: frames = policy steps x action repeat, as in the paper"
     parser.add_argument("--xaxis", choices=("frames",), default="frames", help=xaxis_help)
     parser.add_argument("--method", default=DEFAULT_METHOD, help="method name of our runs")
+    episodes_help = "which episodes make our curves: eval (falls back to train) or train"
+    parser.add_argument("--episodes", choices=("eval", "train"), default="eval", help=episodes_help)
     parser.add_argument("--no-official", action="store_true", help="omit the official curves")
     range_help = "clip official curves to 1.1x our frames, or draw them whole"
     choices = ("ours", "full")
@@ -209,7 +216,7 @@ def plot_main(argv: list[str] | None = None) -> int:
     if bins is not None and bins <= 0:
         parser.error("--bins must be positive")
     try:
-        runs = [r for r in load_inputs(args.inputs, args.method) if len(r.xs)]
+        runs = [r for r in load_inputs(args.inputs, args.method, args.episodes) if len(r.xs)]
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -218,7 +225,8 @@ def plot_main(argv: list[str] | None = None) -> int:
         return 2
     records = build_curves(runs, bins, not args.no_official, args.official_range)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    draw(records, args.output, load_baselines())
+    ylabel = "eval return" if args.episodes == "eval" else "train return (official: eval)"
+    draw(records, args.output, load_baselines(), ylabel)
     json_path = args.output.with_suffix(".json")
     records = [{k: _jsonable(v) for k, v in r.items()} for r in records]
     json_path.write_text(json.dumps(records), encoding="utf-8")

@@ -119,8 +119,14 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and has_curve and (path / "config.yaml").exists()
 
 
-def load_run(path: str | Path, method: str = DEFAULT_METHOD) -> Run:
-    """Read one run directory into a `Run` of eval returns against frames."""
+def load_run(path: str | Path, method: str = DEFAULT_METHOD, episodes: str = "eval") -> Run:
+    """Read one run directory into a `Run` of returns against frames.
+
+    `episodes="eval"` uses the eval episodes and falls back to the train episodes of a run that has
+    none; `episodes="train"` always uses the train episodes (the curve to watch mid-run).
+    """
+    if episodes not in ("eval", "train"):
+        raise ValueError(f"episodes must be 'eval' or 'train', not {episodes!r}")
     path = Path(path)
     config_path = path / "config.yaml"
     if not config_path.exists():
@@ -134,8 +140,8 @@ def load_run(path: str | Path, method: str = DEFAULT_METHOD) -> Run:
         reader, file = _curve_from_metrics, path / "metrics.jsonl"
     if not file.exists():
         raise FileNotFoundError(f"{path} has neither scores.jsonl nor metrics.jsonl")
-    mode, (xs, ys) = "eval", reader(file, "eval")
-    if not xs:
+    mode, (xs, ys) = episodes, reader(file, episodes)
+    if not xs and episodes == "eval":
         mode, (xs, ys) = "train", reader(file, "train")
     return _make_run(config["task"], method, seed, xs, ys, mode=mode, source=str(path))
 
@@ -185,7 +191,9 @@ def official_runs(tasks: Iterable[str], method: str = "dreamerv2") -> list[Run]:
     return runs
 
 
-def load_inputs(paths: Iterable[str | Path], method: str = DEFAULT_METHOD) -> list[Run]:
+def load_inputs(
+    paths: Iterable[str | Path], method: str = DEFAULT_METHOD, episodes: str = "eval"
+) -> list[Run]:
     """Runs from a mix of run directories, parents of run directories and official JSON files.
 
     `method` names our run directories; official-format files keep their own method names.
@@ -195,18 +203,18 @@ def load_inputs(paths: Iterable[str | Path], method: str = DEFAULT_METHOD) -> li
         if path.is_file():
             runs.extend(load_official(path))
         elif is_run_dir(path):
-            runs.append(load_run(path, method))
+            runs.append(load_run(path, method, episodes))
         elif path.is_dir():
             found = sorted(p.parent for p in path.rglob("config.yaml") if is_run_dir(p.parent))
             if not found:
                 print(f"warning: no run directories under {path}", file=sys.stderr)
-            runs.extend(load_run(p, method) for p in found)
+            runs.extend(load_run(p, method, episodes) for p in found)
         else:
             raise FileNotFoundError(f"no such run directory or score file: {path}")
     for run in runs:
         if not len(run.xs):
             print(f"note: {run.source} has no finished episodes yet", file=sys.stderr)
-        elif run.mode != "eval":
+        elif run.mode != episodes:
             print(
                 f"note: {run.source} has no eval episodes; using its train episodes",
                 file=sys.stderr,
