@@ -13,7 +13,7 @@ pytest.importorskip("dm_control")
 from dm_control import suite  # noqa: E402
 
 from dreamerv2_torch.envs import make_env  # noqa: E402
-from dreamerv2_torch.envs.contract import check_env  # noqa: E402
+from dreamerv2_torch.envs.contract import check_env, check_obs  # noqa: E402
 from dreamerv2_torch.envs.dmc import DMC, parse_task  # noqa: E402
 
 
@@ -104,4 +104,6 @@ def test_pixels_a_few_frames():
         assert obs["image"].shape == (48, 64, 3) and obs["image"].dtype == np.uint8
         assert "orientations" in obs  # pixels come with the proprio keys, as in the official code
     assert history[0]["image"].std() > 0, "the rendered frame is blank"
+    for i, obs in enumerate(history):  # MuJoCo renders a flipped view; the env must not leak it
+        check_obs(obs, env.obs_space, where=f"frame {i}: ")
     assert not np.array_equal(history[0]["image"], history[-1]["image"])

@@ -129,3 +129,15 @@ def test_loop_linears_equal_per_step_autograd():
 
     for got, want in zip(run(True), run(False)):
         torch.testing.assert_close(got, want, **TOL)
+
+
+def test_policy_accepts_flipped_views():
+    """A user's env may return a flipped view (negative strides), as MuJoCo's renderer does."""
+    agent = make_agent()
+    image = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    flags = {k: np.array([k == "is_first"]) for k in FLAG_SPACES}
+    torch.manual_seed(2)
+    flipped, _ = agent.policy({"image": image[:, ::-1], **flags}, mode="eval")
+    torch.manual_seed(2)
+    copied, _ = agent.policy({"image": image[:, ::-1].copy(), **flags}, mode="eval")
+    np.testing.assert_array_equal(flipped["action"], copied["action"])

@@ -100,8 +100,10 @@ class Agent:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _tensors(self, data: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(v, device=self.device) for k, v in data.items()
-                if not k.startswith("log_") and v.dtype != object}
+        # ascontiguousarray: arrays from users' envs may be views with negative strides (a flip),
+        # which torch cannot wrap; a no-op for the driver's stacked batches.
+        return {k: torch.as_tensor(np.ascontiguousarray(v), device=self.device)
+                for k, v in data.items() if not k.startswith("log_") and v.dtype != object}
 
     @torch.no_grad()
     def policy(self, obs: Mapping[str, np.ndarray], state=None, mode: str = "train"):

@@ -28,6 +28,11 @@ def check_obs(obs: Obs, obs_space: dict[str, Space], *, where: str = "") -> None
         assert value.dtype == np.dtype(space.dtype), (
             f"{where}{key!r} has dtype {value.dtype}, obs_space says {np.dtype(space.dtype)}"
         )
+        # A flipped view (MuJoCo's renderer returns one) cannot become a tensor without a copy.
+        assert not isinstance(value, np.ndarray) or min(value.strides, default=0) >= 0, (
+            f"{where}{key!r} is a view with negative strides {value.strides}; "
+            "return np.ascontiguousarray(...)"
+        )
         if value.dtype == np.float32:
             assert np.isfinite(value).all(), f"{where}{key!r} has non-finite entries"
 

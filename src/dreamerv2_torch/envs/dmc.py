@@ -163,5 +163,8 @@ class DMC:
             for k in self._keys
         }
         if self._pixels:
-            obs["image"] = self._env.physics.render(*self._size, camera_id=self._camera)
+            # MuJoCo returns a vertically flipped view (negative strides); store a plain array.
+            obs["image"] = np.ascontiguousarray(
+                self._env.physics.render(*self._size, camera_id=self._camera)
+            )
         return obs
