@@ -134,3 +134,15 @@ def test_video_with_object_layers_is_colourised(tmp_path):
     logger.write(0)
     video = imageio.mimread(tmp_path / "videos" / "layers" / "0.mp4")
     assert len(video) == 5 and video[0].shape[-1] == 3
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal(capsys) -> None:
+    # Under pytest stderr is not a terminal: tqdm disables the bar, and each metrics update
+    # becomes one plain line (what a nohup'd or cluster run shows in its log).
+    progress = Progress(2000, initial_frames=0)
+    progress.update(500)  # no metrics: no line
+    progress.update(1000, {"train_return": 3.0, "model_loss": 12.5, "ignored": 1.0})
+    progress.close()
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("train 1.00k/2.00k frames (50.0%)")
+    assert "frames/s ETA" in line and line.endswith("train_return=3 model_loss=12.5")

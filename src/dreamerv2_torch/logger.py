@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -198,8 +199,10 @@ class Logger:
 class Progress:
     """A tqdm bar over frames: position, rate, ETA and a few key metrics.
 
-    The bar goes to stderr; with ``disable=None`` tqdm turns it off when stderr is not a terminal,
-    so redirected logs stay free of carriage-return noise (metrics.jsonl has everything anyway).
+    The bar goes to stderr. With ``disable=None`` tqdm turns it off when stderr is not a terminal
+    (nohup, a cluster job); then every ``update`` that brings metrics (once per ``log_every``)
+    prints one plain line instead, with frames, rate, ETA and the key metrics, so a redirected log
+    still shows progress without carriage-return noise. ``disable=True`` prints nothing.
     """
 
     KEYS = ("train_return", "eval_return", "model_loss", "fps")
@@ -226,6 +229,10 @@ class Progress:
             smoothing=0.05,
             disable=disable,
         )
+        # tqdm's own "not a terminal" decision; an explicit disable=True means silence.
+        self._lines = disable is None and self._bar.disable
+        self._total, self._desc = int(total_frames), desc
+        self._mark = (time.monotonic(), self._frames)  # where the rate of the next line starts
 
     @property
     def frames(self) -> int:
@@ -242,6 +249,24 @@ class Progress:
             self._postfix.update({k: f"{v:.4g}" for k, v in shown.items()})
             self._postfix = {k: self._postfix[k] for k in self.keys if k in self._postfix}
             self._bar.set_postfix(self._postfix, refresh=False)
+            if self._lines:
+                self._print_line()
+
+    def _print_line(self) -> None:
+        now = time.monotonic()
+        start, start_frames = self._mark
+        rate = (self._frames - start_frames) / max(now - start, 1e-9)
+        self._mark = (now, self._frames)
+        remaining = max(self._total - self._frames, 0)
+        eta = tqdm.format_interval(remaining / rate) if rate > 0 else "?"
+        percent = 100 * self._frames / max(self._total, 1)
+        metrics = " ".join(f"{k}={v}" for k, v in self._postfix.items())
+        print(
+            f"{self._desc} {tqdm.format_sizeof(self._frames)}/{tqdm.format_sizeof(self._total)}"
+            f" frames ({percent:.1f}%) {rate:.0f} frames/s ETA {eta} {metrics}".rstrip(),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         self._bar.close()
