@@ -106,9 +106,26 @@ def test_capacity_evicts_oldest_whole_episodes_in_memory_only(tmp_path: Path) ->
     }
     assert all(p.exists() for p in paths)
     reader = Replay(tmp_path, capacity=250)
-    reader.load()  # newest by name first, up to capacity
-    assert reader.episode_files() == sorted(p.name for p in paths)[2:]
+    reader.load()  # newest by name first, up to and including the one that reaches capacity
+    assert reader.episode_files() == sorted(p.name for p in paths)[1:]
     assert reader.stats["total_steps"] == 400
+    assert reader.stats["loaded_steps"] == 300  # the official loader also keeps 3 here
+
+
+@pytest.mark.parametrize(("capacity", "loaded"), [(99, 1), (100, 1), (101, 2), (200, 2),
+                                                  (250, 3), (300, 3), (301, 4), (10_000, 4)])
+def test_reload_keeps_the_official_number_of_episodes(tmp_path: Path, capacity: int,
+                                                      loaded: int) -> None:
+    """Official `load_episodes`: count newest first and stop after the episode at which the
+    summed steps reach `capacity`; the next add_episode then evicts down to capacity."""
+    paths = fill(Replay(tmp_path, capacity=10_000), [100, 100, 100, 100])
+    reader = Replay(tmp_path, capacity=capacity)
+    reader.load()
+    assert reader.episode_files() == sorted(p.name for p in paths)[4 - loaded:]
+    assert reader.stats["loaded_steps"] == 100 * loaded
+    reader.add_episode(make_episode(100, 7))
+    assert reader.stats["loaded_steps"] <= max(capacity, 100)
+    assert reader.episode_files()[-1] != sorted(p.name for p in paths)[-1]
 
 
 def test_episode_longer_than_capacity_is_kept(tmp_path: Path) -> None:

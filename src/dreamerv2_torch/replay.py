@@ -113,12 +113,17 @@ class Replay:
         # its share empty); shorter than minlen could never yield a sequence.
         usable = [(name, eplen) for name, eplen in names if eplen >= self.minlen]
         newest = np.cumsum([eplen for _, eplen in reversed(usable)])
-        count = max(1, int(np.searchsorted(newest, self.capacity, side="right")))
+        # As the official loader: newest first up to and including the episode whose steps
+        # reach `capacity`, so at capacity the loaded steps may exceed it by one episode until
+        # the next add_episode evicts (the ring is sized for that below).
+        count = int(np.searchsorted(newest, self.capacity, side="left")) + 1
+        chosen = usable[max(0, len(usable) - count) :]
+        self._slots = max(self._slots, sum(eplen + 1 for _, eplen in chosen))
         with self._lock:
-            for name, eplen in usable[max(0, len(usable) - count) :]:
+            for name, eplen in chosen:
                 episode = self._read(self.directory / name, eplen)
                 if episode is not None:
-                    self._insert(name, episode)
+                    self._insert(name, episode, enforce_capacity=False)
 
     def _read(self, path: Path, eplen: int) -> Batch | None:
         try:
@@ -137,8 +142,9 @@ class Replay:
         if got != want:
             raise ValueError(f"episode keys/shapes/dtypes {got} differ from the replay's {want}")
 
-    def _insert(self, name: str, episode: Batch) -> None:
-        """Copy into the ring as the newest episode, evicting the oldest ones first."""
+    def _insert(self, name: str, episode: Batch, enforce_capacity: bool = True) -> None:
+        """Copy into the ring as the newest episode, evicting the oldest ones first (only for
+        room in the ring when `enforce_capacity` is False, as the official loader)."""
         size = len(next(iter(episode.values())))
         if not self._ring or size > self._slots:  # (re)allocate; a longer episode evicts all
             self._spans.clear()
@@ -149,7 +155,7 @@ class Replay:
         self._check(episode)
         # Evicting before inserting leaves the same set as the official insert-then-evict.
         while self._spans and (
-            self._loaded_steps + size - 1 > self.capacity
+            (enforce_capacity and self._loaded_steps + size - 1 > self.capacity)
             or self._head - self._spans[0].start + size > self._slots
         ):
             self._loaded_steps -= self._spans.popleft().size - 1
