@@ -56,6 +56,26 @@ def test_first_discount_comes_from_the_data():
     assert disc[:, 0].tolist() == pytest.approx([0.99, 0.99, 0.99])
 
 
+def test_without_a_discount_head_a_terminal_start_still_gets_gamma():
+    """Official `imagine`: without a discount head disc = γ·ones for every step, the first
+    included, whatever `is_terminal` says (spec §2.3); only the head's prediction is overridden."""
+    disc = imagined_discounts(None, torch.tensor([True, False]), 0.9, torch.Size([3, 2]))
+    torch.testing.assert_close(disc, torch.full((3, 2), 0.9))
+    assert discount_weights(disc)[:, 0].tolist() == pytest.approx([1.0, 0.9, 0.81])
+    # λ-returns of a terminal start are then discounted as any other: r = 1, v = 0, bootstrap 0.
+    returns = lambda_return(torch.ones(2, 2), torch.zeros(2, 2), disc[:-1], torch.zeros(2), 1.0)
+    assert returns[:, 0].tolist() == pytest.approx([1.9, 1.0])
+
+
+def test_reward_std_metric_is_the_population_std():
+    """The official StreamNorm logs `inputs.std()` (tf.math.reduce_std: divides by n)."""
+    ac = _behavior(discrete=True)
+    feat, action, reward, disc = _trajectory()
+    *_, metrics = ac.loss_terms(feat, action, reward, disc, step=0)
+    # rewards 0.5, 1, 1.5, 2: mean 1.25, population variance 0.3125.
+    assert float(metrics["reward_std"]) == pytest.approx(math.sqrt(0.3125))
+
+
 def _behavior(actor_grad="reinforce", actor_ent=0.0, lam=0.5, discrete=True):
     config = presets.resolve(["debug"], {
         "actor.layers": 0, "critic.layers": 0, "actor_grad": actor_grad,

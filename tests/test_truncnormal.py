@@ -8,6 +8,8 @@ computed here in float64 from scipy independently of torch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -28,10 +30,10 @@ def scipy_dist(loc: float, scale: float):
     return truncnorm((LOW - loc) / scale, (HIGH - loc) / scale, loc=loc, scale=scale)
 
 
-def dist(loc, scale, event_dims=0) -> TruncNormalDist:
+def dist(loc, scale, event_dims=0, grad="exact") -> TruncNormalDist:
     loc = torch.as_tensor(loc, dtype=torch.float32)
     scale = torch.as_tensor(scale, dtype=torch.float32)
-    return TruncNormalDist(loc, scale, event_dims=event_dims)
+    return TruncNormalDist(loc, scale, event_dims=event_dims, grad=grad)
 
 
 @pytest.mark.parametrize("loc", LOCS)
@@ -145,8 +147,100 @@ def test_actor_head_parameterisation():
     head = DistHead(3, (2,), "trunc_normal", min_std=0.1, init_std=0.0)
     with torch.no_grad():
         head.out.weight.zero_()
-        head.out.bias.copy_(torch.tensor([50.0, -0.3, -60.0, 60.0]))
+        head.std.weight.zero_()
+        head.out.bias.copy_(torch.tensor([50.0, -0.3]))
+        head.std.bias.copy_(torch.tensor([-60.0, 60.0]))
     d = head(torch.zeros(1, 3))
     torch.testing.assert_close(d.loc, torch.tanh(torch.tensor([[50.0, -0.3]])))
     torch.testing.assert_close(d.scale, torch.tensor([[0.1, 2.1]]))
     assert d.sample().shape == (1, 2) and d.log_prob(d.sample()).shape == (1,)
+
+
+@pytest.mark.parametrize(("loc", "scale"), [(0.0, 0.5), (0.6, 0.2), (-0.8, 1.0), (0.95, 0.1)])
+def test_tf_gradient_rule_by_hand(loc, scale):
+    """The default rule is TensorFlow's gradient of `StatelessParameterizedTruncatedNormal`
+    (the official sampler, bounds constant): dx/dloc = 1, dx/dscale = (x − loc)/scale."""
+    n = 64
+    locs = torch.full((n,), loc, requires_grad=True)
+    scales = torch.full((n,), scale, requires_grad=True)
+    torch.manual_seed(2)
+    x = TruncNormalDist(locs, scales, event_dims=0).sample()
+    x.sum().backward()
+    x = x.detach()
+    torch.testing.assert_close(locs.grad, torch.ones(n))
+    torch.testing.assert_close(scales.grad, (x - loc) / scale)
+    # The same sample value as the exact rule for the same uniforms.
+    torch.manual_seed(2)
+    assert torch.equal(dist(torch.full((n,), loc), torch.full((n,), scale)).sample(), x)
+
+
+def test_tf_and_exact_rules_differ_where_the_bounds_matter():
+    """Near a bound the exact gradient moves the standardised bounds too, TF's does not."""
+    loc = torch.full((1,), 0.9, requires_grad=True)
+    u = torch.tensor([0.5])
+    grads = {}
+    for rule in ("tf", "exact"):
+        loc.grad = None
+        TruncNormalDist(loc, torch.tensor([0.5]), event_dims=0, grad=rule).sample_from(u).sum()\
+            .backward()
+        grads[rule] = float(loc.grad)
+    assert grads["tf"] == 1.0 and abs(grads["exact"] - 1.0) > 0.1
+
+
+def test_injected_value_keeps_each_rule_gradient():
+    """`dists.injected_samples` (the parity seam) returns the given value with the rule's
+    gradient: TF's 1 and (x − loc)/scale, or the exact one of the u that yields the value."""
+    from dreamerv2_torch.dists import injected_samples
+
+    value = torch.tensor([0.3, -0.7])
+    for rule in ("tf", "exact"):
+        loc = torch.tensor([0.1, -0.2], requires_grad=True)
+        scale = torch.tensor([0.4, 0.9], requires_grad=True)
+        d = TruncNormalDist(loc, scale, event_dims=0, grad=rule)
+        with injected_samples(lambda _: value):
+            x = d.sample()
+        assert torch.equal(x.detach(), value)
+        x.sum().backward()
+        if rule == "tf":
+            torch.testing.assert_close(loc.grad, torch.ones(2))
+            torch.testing.assert_close(scale.grad, (value - loc.detach()) / scale.detach())
+        else:
+            u = ((torch.special.ndtr((value - d.loc) / d.scale) - d.cdf_alpha) / d.z).detach()
+            loc2 = loc.detach().clone().requires_grad_()
+            scale2 = scale.detach().clone().requires_grad_()
+            TruncNormalDist(loc2, scale2, event_dims=0, grad="exact").sample_from(u).sum()\
+                .backward()
+            torch.testing.assert_close(loc.grad, loc2.grad)
+            torch.testing.assert_close(scale.grad, scale2.grad)
+
+
+def test_actor_head_is_two_dense_layers_of_width_n_with_their_own_glorot_bound():
+    """Official `DistLayer`: Dense `out` (n) for the mean and Dense `std` (n), each Glorot-uniform
+    with fan-out n: bound √(6 / (in + n)), not √(6 / (in + 2n)) of one joint layer."""
+    torch.manual_seed(0)
+    head = DistHead(400, (6,), "trunc_normal")
+    assert head.out.weight.shape == head.std.weight.shape == (6, 400)
+    bound = math.sqrt(6 / (400 + 6))
+    for layer in (head.out, head.std):
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > math.sqrt(6 / (400 + 12))
+
+
+def test_old_checkpoints_with_one_joint_layer_load_into_the_two_layers():
+    head = DistHead(3, (2,), "trunc_normal")
+    joint = {"out.weight": torch.arange(12.0).reshape(4, 3), "out.bias": torch.arange(4.0)}
+    head.load_state_dict(joint)
+    torch.testing.assert_close(head.out.weight, joint["out.weight"][:2])
+    torch.testing.assert_close(head.std.bias, joint["out.bias"][2:])
+
+
+@pytest.mark.parametrize("rule", ["tf", "exact"])
+def test_config_switch_reaches_the_actor(rule):
+    from dreamerv2_torch import presets
+    from dreamerv2_torch.behavior import ActorCritic
+    from dreamerv2_torch.envs.base import Space
+
+    config = presets.resolve(["debug"], {"actor_trunc_grad": rule})
+    space = Space((2,), np.float32, discrete=False, low=-1, high=1)
+    ac = ActorCritic(4, {"action": space}, config)
+    assert ac.actor(torch.zeros(1, 4)).grad == rule

@@ -41,11 +41,14 @@ def discount_weights(discount: torch.Tensor) -> torch.Tensor:
 
 def imagined_discounts(predicted: torch.Tensor | None, is_terminal: torch.Tensor, gamma: float,
                        shape: torch.Size) -> torch.Tensor:
-    """d_k = discount-head mean (or γ without a head) for k ≥ 1; d_0 = γ·(1 − is_terminal(start)).
+    """With a discount head: d_k = its mean for k ≥ 1 and d_0 = γ·(1 − is_terminal(start)).
+    Without one: d_k = γ for every k, d_0 included (spec §2.3, as the official `imagine`).
 
     The head's soft target already contains γ, so it is not multiplied by γ again (spec §2.3).
     """
-    disc = torch.full(shape, gamma, device=is_terminal.device) if predicted is None else predicted
+    if predicted is None:
+        return torch.full(shape, gamma, device=is_terminal.device)
+    disc = predicted
     true_first = gamma * (1.0 - is_terminal.float())
     return torch.cat([true_first[None].to(disc.dtype), disc[1:]], 0)
 
@@ -86,7 +89,7 @@ class ActorCritic(nn.Module):
             dist = "onehot" if self.discrete else "trunc_normal"
         actor = dict(layers=config.actor.layers, units=config.actor.units, act=config.actor.act,
                      norm=config.actor.norm, min_std=config.actor.min_std,
-                     init_std=config.actor.init_std)
+                     init_std=config.actor.init_std, trunc_grad=config.actor_trunc_grad)
         self.actor = Head(feat_dim, space.shape, dist=dist, **actor)
         critic = dict(layers=config.critic.layers, units=config.critic.units,
                       act=config.critic.act, norm=config.critic.norm, dist=config.critic.dist)
@@ -154,7 +157,7 @@ class ActorCritic(nn.Module):
         dist = self.critic(feat[:-1].detach())  # states 0..H-1
         loss_critic = critic_loss(dist, target, weight[:-1])
         metrics = {
-            "reward_mean": reward.mean(), "reward_std": reward.std(),
+            "reward_mean": reward.mean(), "reward_std": reward.std(correction=0),  # population std
             "critic_slow": value.mean(), "critic_target": target.mean(),
             "critic": dist.mode().mean(), "actor_ent": ent.mean(),
             "actor_ent_scale": torch.tensor(ent_scale),

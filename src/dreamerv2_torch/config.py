@@ -249,6 +249,10 @@ class Config:
     """Actor gradient: auto = reinforce for discrete actions, dynamics for continuous."""
     actor_grad_mix: float | str = 0.1
     """Weight of the dynamics term with actor_grad=both; a number or a schedule string."""
+    # issue 10: gradient rule of the continuous actor's truncated-normal sample (docs/parity.md).
+    actor_trunc_grad: Literal["tf", "exact"] = "tf"
+    """tf: TensorFlow's rule (d x/d loc = 1, d x/d scale = (x − loc)/scale), with which the
+    official DMC results were produced; exact: the exact inverse-CDF reparameterisation gradient."""
     actor_ent: float | str = 2e-3
     """Entropy bonus η; a number or a schedule such as 'linear(3e-3,3e-4,2.5e6)'."""
     slow_target: bool = True

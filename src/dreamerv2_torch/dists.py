@@ -9,12 +9,31 @@ axes are independent and summed over (e.g. the 32 latents of the RSSM state).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+# The public sampling seam (`injected_samples`): while set, `sample()` of every OneHotDist and
+# TruncNormalDist takes its value from this callable instead of drawing it.
+_DRAW: list[Callable] = []
+
+
+@contextlib.contextmanager
+def injected_samples(draw: Callable[[object], torch.Tensor]) -> Iterator[None]:
+    """Within the block, `dist.sample()` returns `draw(dist)` as its value, with the gradient the
+    sample would have had (straight-through for one-hots, the configured rule for the truncated
+    normal). Used to replay the official code's draws in the parity test (tests/test_parity.py)."""
+    _DRAW.append(draw)
+    try:
+        yield
+    finally:
+        _DRAW.pop()
 
 
 def _sum(x: torch.Tensor, dims: int) -> torch.Tensor:
@@ -39,6 +58,9 @@ class OneHotDist:
     def sample(self) -> torch.Tensor:
         """One-hot sample; forward value exact, gradient that of the probabilities (spec §1.5)."""
         probs = self.probs
+        if _DRAW:
+            sample = _DRAW[-1](self).to(probs.dtype).detach()
+            return sample + (probs - probs.detach())
         with torch.no_grad():
             # Inverse-CDF sampling: an exact categorical draw, cheaper than multinomial on CPU.
             u = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
@@ -103,26 +125,70 @@ class BernoulliDist:
                     self.event_dims)
 
 
-class TruncNormalDist:
-    """Normal(loc, scale) truncated to [low, high], reparameterised by the inverse CDF (spec §2.8).
+GRAD_RULES = ("tf", "exact")
 
-    PyTorch has no reparameterised truncated normal: x = loc + scale·Φ⁻¹(Φ(α) + u·(Φ(β) − Φ(α)))
-    with u ~ U(0, 1) is differentiable in loc and scale. Samples are clipped to ±(1 − 1e-6) with a
-    straight-through clip as in the official code. Independent over the last `event_dims` axes.
+
+class TruncNormalDist:
+    """Normal(loc, scale) truncated to [low, high], sampled by the inverse CDF (spec §2.8).
+
+    x = loc + scale·Φ⁻¹(Φ(α) + u·(Φ(β) − Φ(α))) with u ~ U(0, 1). Samples are clipped to
+    ±(1 − 1e-6) with a straight-through clip as in the official code. Independent over the last
+    `event_dims` axes. The sample's gradient (`grad`):
+
+    - `tf` (default): TensorFlow's registered gradient of `StatelessParameterizedTruncatedNormal`,
+      which the official TFP sampler uses with constant bounds: ∂x/∂loc = 1 and
+      ∂x/∂scale = (x − loc)/scale. The official DMC results were produced with it.
+    - `exact`: differentiate the inverse CDF itself with u fixed (the exact reparameterisation
+      gradient, which also moves the standardised bounds α, β with loc and scale).
+
+    Both give the same sample value.
     """
 
-    def __init__(self, loc, scale, low=-1.0, high=1.0, clip=1e-6, event_dims: int = 1):
+    def __init__(self, loc, scale, low=-1.0, high=1.0, clip=1e-6, event_dims: int = 1,
+                 grad: str = "tf"):
+        if grad not in GRAD_RULES:
+            raise ValueError(f"unknown truncated-normal gradient '{grad}' {GRAD_RULES}")
         self.loc, self.scale = loc.float(), scale.float()
         self.low, self.high, self.clip, self.event_dims = low, high, clip, event_dims
+        self.grad = grad
         self.alpha = (low - self.loc) / self.scale
         self.beta = (high - self.loc) / self.scale
         self.cdf_alpha = torch.special.ndtr(self.alpha)
         self.z = (torch.special.ndtr(self.beta) - self.cdf_alpha).clamp_min(1e-12)
 
     def sample(self) -> torch.Tensor:
-        u = torch.rand_like(self.loc)
-        p = (self.cdf_alpha + u * self.z).clamp(1e-7, 1 - 1e-7)
-        x = self.loc + self.scale * torch.special.ndtri(p)
+        if _DRAW:
+            return self.with_value(_DRAW[-1](self))
+        return self.sample_from(torch.rand_like(self.loc))
+
+    def sample_from(self, u: torch.Tensor) -> torch.Tensor:
+        """The sample for given uniforms u ∈ (0, 1) (the seam `sample` and the tests use)."""
+        if self.grad == "exact":
+            p = (self.cdf_alpha + u * self.z).clamp(1e-7, 1 - 1e-7)
+            x = self.loc + self.scale * torch.special.ndtri(p)
+        else:
+            with torch.no_grad():
+                p = (self.cdf_alpha + u * self.z).clamp(1e-7, 1 - 1e-7)
+                value = self.loc + self.scale * torch.special.ndtri(p)
+                xi = (value - self.loc) / self.scale  # the standardised sample, a constant
+            # loc + scale·sg(xi) has TF's gradient; adding it as a zero keeps the value exact.
+            x = value + (self.loc + self.scale * xi - (self.loc + self.scale * xi).detach())
+        return self.clipped(x)
+
+    def with_value(self, value: torch.Tensor) -> torch.Tensor:
+        """A given (injected) sample value with this distribution's sample gradient."""
+        value = value.float().detach()
+        if self.grad == "exact":
+            u = ((torch.special.ndtr((value - self.loc) / self.scale) - self.cdf_alpha)
+                 / self.z).detach()
+            x = self.loc + self.scale * torch.special.ndtri(self.cdf_alpha + u * self.z)
+        else:
+            xi = ((value - self.loc) / self.scale).detach()
+            x = self.loc + self.scale * xi
+        return self.clipped(value + (x - x.detach()))
+
+    def clipped(self, x: torch.Tensor) -> torch.Tensor:
+        """Straight-through clip to [low + clip, high − clip] (official `TruncNormalDist`)."""
         clipped = x.clamp(self.low + self.clip, self.high - self.clip)
         return x + (clipped - x).detach()
 

@@ -95,22 +95,29 @@ class DistHead(nn.Module):
     """Dense output layer + distribution (the official `DistLayer`); outputs in float32."""
 
     def __init__(self, inp: int, shape: Sequence[int], dist: str, min_std: float = 0.1,
-                 init_std: float = 0.0):
+                 init_std: float = 0.0, trunc_grad: str = "tf"):
         super().__init__()
         self.shape, self.dist = tuple(shape), dist
-        self.min_std, self.init_std = min_std, init_std
+        self.min_std, self.init_std, self.trunc_grad = min_std, init_std, trunc_grad
         size = math.prod(self.shape)
         if dist not in ("mse", "binary", "onehot", "trunc_normal"):
             raise ValueError(f"unknown dist '{dist}' (mse, binary, onehot, trunc_normal)")
-        self.out = linear(inp, size * (2 if dist == "trunc_normal" else 1))
+        if trunc_grad not in dists.GRAD_RULES:
+            raise ValueError(f"unknown trunc_normal gradient '{trunc_grad}' {dists.GRAD_RULES}")
+        self.out = linear(inp, size)
+        if dist == "trunc_normal":
+            # Its own Dense of width n, as the official `std` layer (Glorot fan-out n, not 2n).
+            self.std = linear(inp, size)
+            self._register_load_state_dict_pre_hook(_split_joint_actor_layer)
 
     def forward(self, x: torch.Tensor):
         out = self.out(x).float()
         if self.dist == "trunc_normal":
-            mean, std = out.chunk(2, -1)
-            loc = torch.tanh(mean)
+            std = self.std(x).float()
+            loc = torch.tanh(out)
             scale = 2 * torch.sigmoid((std + self.init_std) / 2) + self.min_std
-            return dists.TruncNormalDist(loc, scale, event_dims=len(self.shape))
+            return dists.TruncNormalDist(loc, scale, event_dims=len(self.shape),
+                                         grad=self.trunc_grad)
         out = out.reshape(out.shape[:-1] + self.shape)
         if self.dist == "mse":
             return dists.MSEDist(out, event_dims=len(self.shape))
@@ -119,14 +126,25 @@ class DistHead(nn.Module):
         return dists.OneHotDist(out, event_dims=len(self.shape) - 1)
 
 
+def _split_joint_actor_layer(state_dict, prefix, *args) -> None:
+    """Load checkpoints written before the actor head had two layers: one Dense of width 2n held
+    (mean, std) in its two halves, which are exactly the weights of `out` and `std` now."""
+    weight = state_dict.get(prefix + "out.weight")
+    if weight is not None and prefix + "std.weight" not in state_dict:
+        for name in ("weight", "bias"):
+            mean, std = state_dict.pop(prefix + "out." + name).chunk(2, 0)
+            state_dict[prefix + "out." + name], state_dict[prefix + "std." + name] = mean, std
+
+
 class Head(nn.Module):
     """MLP trunk + DistHead: the reward, discount, actor and critic networks."""
 
     def __init__(self, inp: int, shape: Sequence[int], layers: int, units: int, act: str,
-                 norm: str, dist: str, min_std: float = 0.1, init_std: float = 0.0):
+                 norm: str, dist: str, min_std: float = 0.1, init_std: float = 0.0,
+                 trunc_grad: str = "tf"):
         super().__init__()
         self.trunk = MLP(inp, [units] * layers, act, norm)
-        self.dist = DistHead(self.trunk.out_dim, shape, dist, min_std, init_std)
+        self.dist = DistHead(self.trunk.out_dim, shape, dist, min_std, init_std, trunc_grad)
 
     def forward(self, x: torch.Tensor):
         return self.dist(self.trunk(x))
