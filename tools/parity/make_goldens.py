@@ -273,7 +273,7 @@ RECORDER.install()
 def generate(name: str, out_dir: pathlib.Path) -> pathlib.Path:
     preset, overrides, kind, updates, step = CONFIGS[name]
     config = official.make_config(preset, {**TINY, **overrides})
-    tf.random.set_seed(0)
+    tf.keras.utils.set_random_seed(0)  # python, numpy, TF and the Keras initialisers
     obs_space, act_space = spaces(kind)
     agent = official_agent.Agent(config, obs_space, act_space, common.Counter(step))
     rng = np.random.default_rng(0)
