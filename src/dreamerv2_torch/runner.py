@@ -16,6 +16,7 @@ import numpy as np
 from . import checkpoint
 from .agent import Agent
 from .config import Config, to_dict
+from .device_metrics import DeviceMetrics
 from .driver import Driver, random_policy
 from .envs.crafter import ACHIEVEMENTS, crafter_score
 from .replay import Replay
@@ -58,6 +59,7 @@ class Loop:
                       "video_train": Every(config.eval_every),
                       "video_eval": Every(config.eval_every)}
         self.dataset = None
+        self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
         self.last_write = (time.time(), 0)
         self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
 
@@ -140,7 +142,7 @@ class Loop:
                                                      self.config.dataset.length)
         metrics = self.agent.train(next(self.dataset))
         self.updates += 1
-        self.logger.add({k: float(v) for k, v in metrics.items()})
+        self.metrics.add(metrics)
 
     # ---- driver callbacks ----
     def train_step(self, transition: dict, worker: int) -> None:
@@ -202,6 +204,7 @@ class Loop:
             if now > then:
                 self.logger.scalar("fps", (self.frames - frames) / (now - then))
             self.last_write = (now, self.frames)
+        self.logger.add(self.metrics.pop())
         self.progress.update(self.frames, self.logger.write(self.frames))
 
     # ---- checkpoints ----
