@@ -19,6 +19,7 @@ from .config import Config, to_dict
 from .device_metrics import DeviceMetrics
 from .driver import Driver, random_policy
 from .envs.crafter import ACHIEVEMENTS, crafter_score
+from .prefetch import DevicePrefetch, device_batches
 from .replay import Replay
 
 
@@ -138,8 +139,9 @@ class Loop:
 
     def update(self) -> None:
         if self.dataset is None:
-            self.dataset = self.train_replay.dataset(self.config.dataset.batch,
-                                                     self.config.dataset.length)
+            self.dataset = device_batches(  # issue 11: on CUDA, copied ahead in a thread
+                self.train_replay.dataset(self.config.dataset.batch, self.config.dataset.length),
+                self.agent.device, self.config.prefetch, self.train_replay)
         metrics = self.agent.train(next(self.dataset))
         self.updates += 1
         self.metrics.add(metrics)
@@ -214,7 +216,9 @@ class Loop:
             "pretrained": self.pretrained,
             "every": {k: v.last for k, v in self.every.items()},
             "agent": self.agent.state_dict(),
-            "train_replay": self.train_replay.state_dict(),
+            "train_replay": (self.dataset.resume_state()  # issue 11: not the prefetched one
+                             if isinstance(self.dataset, DevicePrefetch)
+                             else self.train_replay.state_dict()),
             "eval_replay": self.eval_replay.state_dict(),
             "rng": checkpoint.rng_state(), "loop_rng": checkpoint.generator_state(self.rng),
             "crafter": self.crafter,
