@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ import floor as floor_lib
 import numpy as np
 import torch
 
-from dreamerv2_torch import presets
+from dreamerv2_torch import hardware, presets
 from dreamerv2_torch.agent import Agent
 from dreamerv2_torch.envs.base import FLAG_SPACES, Space
 from dreamerv2_torch.loop import default_env_factory
@@ -61,6 +60,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--floor", action="store_true", help="FLOPs and the matmul floor")
     p.add_argument("--acting", action="store_true", help="policy and env step times")
+    p.add_argument("--act-envs", type=int, default=0,
+                   help="with --acting: also the policy latency at this many envs")
+    p.add_argument("--act-steps", type=int, default=200, help="policy calls timed by --acting")
     p.add_argument("--replay", action="store_true", help="replay sampling time")
     p.add_argument("--replay-fill", type=int, default=0, help="steps to fill for replay RSS")
     p.add_argument("--compare", nargs="*", help="variants: names or name:key=value,...")
@@ -178,6 +180,19 @@ def acting(agent: Agent, env, obs_space, act_space, steps: int = 200) -> dict[st
     return out
 
 
+def policy_latency(agent: Agent, obs_space, act_space, envs: int, steps: int) -> float:
+    """ms per `agent.policy` call on a batch of `envs` observations (synthetic, device synced)."""
+    batch = synthetic_batch(obs_space, act_space, envs, 1)
+    obs = {k: v[:, 0] for k, v in batch.items() if k != "action"}
+    state, times = None, []
+    for i in range(steps + 10):
+        start = time.perf_counter()
+        _, state = agent.policy(obs, state)  # returns numpy: the device is synchronised
+        if i >= 10:
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
 def replay_stats(obs_space, act_space, args, fill: int) -> dict[str, float]:
     """Sampling time of (batch, length) chunks, and RSS per stored step after `fill` steps."""
     out = {}
@@ -224,8 +239,13 @@ def run(args: argparse.Namespace) -> dict:
     if agent.device.type == "cuda":
         result["cuda_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
     result["bf16"], result["threads"] = agent.bf16, torch.get_num_threads()
+    result.update(hardware.describe())
     if args.acting:
-        result.update(acting(agent, env, obs_space, act_space))
+        result.update(acting(agent, env, obs_space, act_space, args.act_steps))
+        if args.act_envs:
+            result["policy_ms_n"] = policy_latency(agent, obs_space, act_space, args.act_envs,
+                                                   args.act_steps)
+            result["act_envs"] = args.act_envs
         per_step = result["policy_ms"] + result.get("env_step_ms", 0.0)
         result["policy_steps_per_s"] = 1e3 / (per_step + 1e3 * result["update"]
                                               / config.train_every)
@@ -282,7 +302,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+    cpu = hardware.describe()
+    print(f"# {cpu['cpu_model']} ({cpu['cpu_kind']}: {cpu['isa']}), {os.cpu_count()} cores, torch "
           f"{torch.__version__}, load {os.getloadavg()[0]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     for key, value in result.items():

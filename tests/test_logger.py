@@ -146,3 +146,19 @@ def test_progress_prints_plain_lines_when_not_a_terminal(capsys) -> None:
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("train 1.00k/2.00k frames (50.0%)")
     assert "frames/s ETA" in line and line.endswith("train_return=3 model_loss=12.5")
+
+
+def test_without_imageio_ffmpeg_videos_are_skipped_with_one_notice(tmp_path, monkeypatch, capsys):
+    # issue 11: the offline GPU machine has no imageio-ffmpeg (68 MB); training must not crash.
+    from dreamerv2_torch import logger as logger_module
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # `import imageio_ffmpeg` fails
+    monkeypatch.setattr(logger_module, "_FFMPEG", [], raising=False)
+    logger = Logger(tmp_path)
+    for step in (1, 2):
+        logger.video("policy_image", np.zeros((3, 16, 16, 3), np.uint8))
+        logger.scalar("loss", 1.0)
+        logger.write(step)
+    logger.close()
+    assert not list(tmp_path.glob("videos/**/*.mp4"))
+    assert capsys.readouterr().out.count("imageio-ffmpeg is not installed") == 1
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2

@@ -40,11 +40,42 @@ def test_clipping_by_global_norm_and_logged_pre_clip_norm():
     assert a.grad.tolist() == pytest.approx([0.6]) and b.grad.tolist() == pytest.approx([0.8])
 
 
-def test_non_finite_gradient_skips_the_step():
+def test_non_finite_gradient_skips_adam_but_still_decays():
+    # Official order: weight decay is applied before the (fp16 loss-scale) optimiser skips the
+    # non-finite step, so the weights decay; Adam's moments and step count stay as they were.
     p = _param()
     opt = Optimizer("m", [p], OptConfig(lr=0.1, wd=0.1, clip=100.0))
     metrics = opt.step(p.sum() * float("inf"))
-    assert float(p) == 2.0 and opt.steps == 0 and float(metrics["m_skipped"]) == 1
+    assert float(p) == pytest.approx(1.8) and opt.steps == 0
+    assert float(metrics["m_skipped"]) == 1 and opt.skipped == 1
+    assert float(opt.m[0]) == 0.0 and float(opt.v[0]) == 0.0
+    opt.step(p.sum())  # the next finite step is Adam's first (Keras step 1)
+    update = 0.1 * math.sqrt(0.001) / 0.1 * 0.1 / (math.sqrt(0.001) + 1e-5)
+    assert float(p) == pytest.approx(1.8 * 0.9 - update, abs=1e-6) and opt.steps == 1
+
+
+def test_global_norm_accumulates_beyond_float32():
+    # Squares of 3e19 and 4e19 overflow float32 (max 3.4e38); the norm 5e19 does not.
+    a, b = _param(0.0), _param(0.0)
+    opt = Optimizer("m", [a, b], OptConfig(lr=1e-3, wd=0.0, clip=100.0))
+    metrics = opt.step(3e19 * a.sum() + 4e19 * b.sum())
+    assert float(metrics["m_grad_norm"]) == pytest.approx(5e19, rel=1e-6)
+    assert opt.steps == 1 and opt.skipped == 0
+    assert a.grad.tolist() == pytest.approx([60.0]) and b.grad.tolist() == pytest.approx([80.0])
+
+
+def test_state_round_trip_and_old_torch_adam_checkpoints():
+    p = _param()
+    opt = Optimizer("m", [p], OptConfig(lr=0.1, wd=0.0))
+    opt.step(p.sum())
+    again = Optimizer("m", [_param()], OptConfig(lr=0.1, wd=0.0))
+    again.load_state_dict(opt.state_dict())
+    assert again.steps == 1 and float(again.m[0]) == pytest.approx(0.1)
+    old = {"opt": {"state": {0: {"exp_avg": torch.tensor([0.5]),
+                                 "exp_avg_sq": torch.tensor([0.25])}}},
+           "steps": 7, "skipped": 2}
+    again.load_state_dict(old)
+    assert (again.steps, again.skipped) == (7, 2) and float(again.v[0]) == 0.25
 
 
 def test_backward_reaches_only_its_own_parameters():

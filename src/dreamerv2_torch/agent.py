@@ -99,11 +99,19 @@ class Agent:
         enabled = self.bf16 and not (acting and self.fast.policy_fp32)
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _tensors(self, data: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        # ascontiguousarray: arrays from users' envs may be views with negative strides (a flip),
-        # which torch cannot wrap; a no-op for the driver's stacked batches.
-        return {k: torch.as_tensor(np.ascontiguousarray(v), device=self.device)
-                for k, v in data.items() if not k.startswith("log_") and v.dtype != object}
+    def _tensors(self, data: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """numpy arrays copied to the device; tensors (e.g. prefetched batches) moved if needed."""
+        out = {}
+        for key, value in data.items():
+            if key.startswith("log_"):
+                continue
+            if isinstance(value, torch.Tensor):
+                out[key] = value.to(self.device, non_blocking=True)
+            elif value.dtype != object:
+                # ascontiguousarray: arrays from users' envs may be views with negative strides
+                # (a flip), which torch cannot wrap; a no-op for the driver's stacked batches.
+                out[key] = torch.as_tensor(np.ascontiguousarray(value), device=self.device)
+        return out
 
     @torch.no_grad()
     def policy(self, obs: Mapping[str, np.ndarray], state=None, mode: str = "train"):

@@ -171,8 +171,10 @@ class ActorCritic(nn.Module):
         """After every update: copy when updates % every == 0 (mix 1 at the first), then count."""
         if not self.slow_target:
             return
-        if int(self.updates) % self.update_every == 0:
-            mix = 1.0 if int(self.updates) == 0 else self.fraction
-            for s, d in zip(self.critic.parameters(), self.target_critic.parameters()):
-                d.mul_(1 - mix).add_(mix * s)
+        # On the device, without reading the counter on the host (issue 11): mix is 0 between
+        # copies, and lerp with weight 0 (1) returns d (s) exactly.
+        mix = torch.where(self.updates % self.update_every == 0,
+                          torch.where(self.updates == 0, 1.0, self.fraction), 0.0)
+        for s, d in zip(self.critic.parameters(), self.target_critic.parameters()):
+            d.lerp_(s, mix.to(d.dtype))
         self.updates += 1

@@ -175,6 +175,10 @@ class Config:
     batched_grads: Switch = "auto"
     """Weight gradients of the observe loop's Dense layers as one matmul over all time steps
     instead of one per step (same maths, another summation order). auto = on."""
+    # issue 11: the GPU path.
+    prefetch: Switch = "auto"
+    """Copy each replay batch to the device in a background thread (pinned memory, non-blocking
+    copy on a side stream) while the previous update runs. auto = on for CUDA; a no-op on CPU."""
 
     # ---- environment ----
     envs: int = 1

@@ -170,6 +170,8 @@ class Logger:
         return scalars
 
     def _write_mp4(self, name: str, frames: np.ndarray, step: int) -> None:
+        if not _ffmpeg_available():  # issue 11: e.g. the offline GPU machine; GIFs still written
+            return
         if frames.shape[-1] == 1:
             frames = np.repeat(frames, 3, axis=-1)
         # H.264 in yuv420p wants sizes divisible by the encoder's 16-pixel macro blocks; padding
@@ -194,6 +196,24 @@ class Logger:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+
+_FFMPEG: list[bool] = []
+
+
+def _ffmpeg_available() -> bool:
+    """Whether imageio can write MP4 (imageio-ffmpeg installed); says so once when it cannot."""
+    if not _FFMPEG:
+        try:
+            import imageio_ffmpeg  # noqa: F401 - imageio's FFMPEG plugin needs it
+            _FFMPEG.append(True)
+        except ImportError:
+            _FFMPEG.append(False)
+        if not _FFMPEG[0]:
+            print("Note: imageio-ffmpeg is not installed, so no MP4 videos are written "
+                  "(TensorBoard GIFs still are); `pip install imageio-ffmpeg` to get them.",
+                  flush=True)
+    return _FFMPEG[0]
 
 
 class Progress:

@@ -16,8 +16,10 @@ import numpy as np
 from . import checkpoint
 from .agent import Agent
 from .config import Config, to_dict
+from .device_metrics import DeviceMetrics
 from .driver import Driver, random_policy
 from .envs.crafter import ACHIEVEMENTS, crafter_score
+from .prefetch import DevicePrefetch, device_batches
 from .replay import Replay
 
 
@@ -58,6 +60,7 @@ class Loop:
                       "video_train": Every(config.eval_every),
                       "video_eval": Every(config.eval_every)}
         self.dataset = None
+        self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
         self.last_write = (time.time(), 0)
         self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
 
@@ -136,11 +139,12 @@ class Loop:
 
     def update(self) -> None:
         if self.dataset is None:
-            self.dataset = self.train_replay.dataset(self.config.dataset.batch,
-                                                     self.config.dataset.length)
+            self.dataset = device_batches(  # issue 11: on CUDA, copied ahead in a thread
+                self.train_replay.dataset(self.config.dataset.batch, self.config.dataset.length),
+                self.agent.device, self.config.prefetch, self.train_replay)
         metrics = self.agent.train(next(self.dataset))
         self.updates += 1
-        self.logger.add({k: float(v) for k, v in metrics.items()})
+        self.metrics.add(metrics)
 
     # ---- driver callbacks ----
     def train_step(self, transition: dict, worker: int) -> None:
@@ -202,6 +206,7 @@ class Loop:
             if now > then:
                 self.logger.scalar("fps", (self.frames - frames) / (now - then))
             self.last_write = (now, self.frames)
+        self.logger.add(self.metrics.pop())
         self.progress.update(self.frames, self.logger.write(self.frames))
 
     # ---- checkpoints ----
@@ -211,7 +216,9 @@ class Loop:
             "pretrained": self.pretrained,
             "every": {k: v.last for k, v in self.every.items()},
             "agent": self.agent.state_dict(),
-            "train_replay": self.train_replay.state_dict(),
+            "train_replay": (self.dataset.resume_state()  # issue 11: not the prefetched one
+                             if isinstance(self.dataset, DevicePrefetch)
+                             else self.train_replay.state_dict()),
             "eval_replay": self.eval_replay.state_dict(),
             "rng": checkpoint.rng_state(), "loop_rng": checkpoint.generator_state(self.rng),
             "crafter": self.crafter,
