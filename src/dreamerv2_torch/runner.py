@@ -18,6 +18,7 @@ from .agent import Agent
 from .config import Config, to_dict
 from .driver import Driver, random_policy
 from .envs.crafter import ACHIEVEMENTS, crafter_score
+from .logger import pixel_mse
 from .replay import Replay
 
 
@@ -60,6 +61,9 @@ class Loop:
         self.dataset = None
         self.last_write = (time.time(), 0)
         self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
+        # issue 8: the projected wall-clock line (`forecast.Forecast`), set by `loop.train`.
+        self.forecast = None
+        self.image_shapes = {k: train_envs.obs_space[k].shape for k in agent.wm.image_keys}
 
     @property
     def frames(self) -> int:
@@ -141,6 +145,7 @@ class Loop:
         metrics = self.agent.train(next(self.dataset))
         self.updates += 1
         self.logger.add({k: float(v) for k, v in metrics.items()})
+        self.logger.add(pixel_mse(metrics, self.image_shapes))  # issue 8: a loss that visibly moves
 
     # ---- driver callbacks ----
     def train_step(self, transition: dict, worker: int) -> None:
@@ -148,6 +153,8 @@ class Loop:
         self.progress.update(self.frames)
         if not self.pretrained:  # random prefill steps only count
             return
+        if self.forecast is not None:
+            self.forecast(self.step, self.updates)
         if self.every["train"](self.step):
             for _ in range(self.config.train_steps):
                 self.update()
@@ -231,6 +238,7 @@ class Loop:
             crafter = state["crafter"]
             self.crafter = {"episodes": int(crafter["episodes"]),
                             "counts": {k: int(v) for k, v in crafter["counts"].items()}}
+        self.last_write = (time.time(), self.frames)  # the first fps after a resume
         print(f"Resumed from step {self.step} ({self.frames} frames).", flush=True)
 
     def close(self) -> None:
