@@ -137,15 +137,20 @@ def test_video_with_object_layers_is_colourised(tmp_path):
 
 
 def test_progress_prints_plain_lines_when_not_a_terminal(capsys) -> None:
-    # Under pytest stderr is not a terminal: tqdm disables the bar, and each metrics update
-    # becomes one plain line (what a nohup'd or cluster run shows in its log).
-    progress = Progress(2000, initial_frames=0)
+    # Under pytest stderr is not a terminal: tqdm disables the bar, and one plain line is printed
+    # per `every` frames (what a nohup'd or cluster run shows in its log), plus one at close.
+    progress = Progress(2000, initial_frames=0, every=1000)
     progress.update(500)  # no metrics: no line
-    progress.update(1000, {"train_return": 3.0, "model_loss": 12.5, "ignored": 1.0})
+    progress.update(600, {"train_return": 1.0})  # before `every` frames: no line
+    progress.update(1000, {"train_return": 3.0, "model_loss": 12.5, "fps": 9.0, "ignored": 1.0})
+    progress.update(1000, {"eval_return": 2.0})  # eval at the same frames: no second line
+    progress.update(1500)
     progress.close()
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("train 1.00k/2.00k frames (50.0%)")
-    assert "frames/s ETA" in line and line.endswith("train_return=3 model_loss=12.5")
+    first, last = capsys.readouterr().err.strip().splitlines()
+    assert first.startswith("train 1.00k/2.00k frames (50.0%)")
+    assert "frames/s ETA" in first and first.endswith("train_return=3 model_loss=12.5")
+    assert last.startswith("train 1.50k/2.00k frames (75.0%)") and "eval_return=2" in last
+    assert "fps" not in first + last  # one speed figure per line
 
 
 def test_without_imageio_ffmpeg_videos_are_skipped_with_one_notice(tmp_path, monkeypatch, capsys):
@@ -162,3 +167,32 @@ def test_without_imageio_ffmpeg_videos_are_skipped_with_one_notice(tmp_path, mon
     assert not list(tmp_path.glob("videos/**/*.mp4"))
     assert capsys.readouterr().out.count("imageio-ffmpeg is not installed") == 1
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
+
+
+def test_pixel_mse_undoes_the_gaussian_constant_and_the_pixel_sum() -> None:
+    from dreamerv2_torch.logger import pixel_mse
+
+    pixels, mse = 64 * 64, 0.01
+    loss = 0.5 * mse * pixels + pixels * 0.5 * np.log(2 * np.pi)  # the unit-variance Normal NLL
+    out = pixel_mse({"image_loss": loss, "reward_loss": 1.0}, {"image": (64, 64, 1)})
+    assert out == {"image_mse": pytest.approx(mse)}
+
+
+def test_forecast_line_after_the_first_updates_and_advice_beyond_a_day() -> None:
+    from dreamerv2_torch import forecast
+
+    lines = []
+    clock = iter([0.0, 100.0])
+    fc = forecast.Forecast(50_000_000, 4, "cpu", 2, small_model=True, updates=2, out=lines.append)
+    real = forecast.time.monotonic
+    forecast.time.monotonic = lambda: next(clock)
+    try:
+        fc(1000, 2)  # starts timing
+        fc(1032, 4)  # 32 steps in 100 s: 2 updates
+        fc(1048, 5)  # printed once only
+    finally:
+        forecast.time.monotonic = real
+    (line,) = lines
+    assert line.startswith("Projected wall-clock: ") and "years" in line
+    assert "50 s per update" in line and "--preset atari small" in line
+    assert "--device cuda" in line and "--steps 27648" in line

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "presets":
         return presets_main(rest)
     if command == "eval":
-        from .evaluate import eval_main
+        from .evaluation import eval_main
         return eval_main(rest)
     if command == "sweep":
         from .sweep import sweep_main

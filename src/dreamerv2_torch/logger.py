@@ -220,12 +220,16 @@ class Progress:
     """A tqdm bar over frames: position, rate, ETA and a few key metrics.
 
     The bar goes to stderr. With ``disable=None`` tqdm turns it off when stderr is not a terminal
-    (nohup, a cluster job); then every ``update`` that brings metrics (once per ``log_every``)
-    prints one plain line instead, with frames, rate, ETA and the key metrics, so a redirected log
-    still shows progress without carriage-return noise. ``disable=True`` prints nothing.
+    (nohup, a cluster job); then plain lines are printed instead, one per ``every`` frames (the
+    run's ``log_every``; an ``update`` that brings metrics after that many frames prints it) and a
+    last one at ``close``. Each line holds frames, one smoothed rate (an exponential average over
+    the intervals between lines, so an evaluation phase does not print ``0 frames/s``), the ETA
+    from that rate and the key metrics. ``restart_rate`` starts the rate afresh (after the random
+    prefill, whose rate says nothing about training). ``disable=True`` prints nothing.
     """
 
-    KEYS = ("train_return", "eval_return", "model_loss", "fps")
+    KEYS = ("train_return", "eval_return", "model_loss", "image_mse")
+    SMOOTHING = 0.3  # weight of the newest interval in the rate average
 
     def __init__(
         self,
@@ -235,6 +239,7 @@ class Progress:
         keys: Sequence[str] = KEYS,
         disable: bool | None = None,
         desc: str = "train",
+        every: int = 0,
     ):
         self.keys = tuple(keys)
         self._postfix: dict[str, str] = {}
@@ -251,13 +256,20 @@ class Progress:
         )
         # tqdm's own "not a terminal" decision; an explicit disable=True means silence.
         self._lines = disable is None and self._bar.disable
-        self._total, self._desc = int(total_frames), desc
-        self._mark = (time.monotonic(), self._frames)  # where the rate of the next line starts
+        self._total, self._desc, self._every = int(total_frames), desc, int(every)
+        self._last_line = self._frames  # frames at the last printed line
+        self._rate: float | None = None  # smoothed frames per second
+        self.restart_rate()
 
     @property
     def frames(self) -> int:
         """The current position in frames."""
         return self._frames
+
+    def restart_rate(self) -> None:
+        """Measure the rate from now on (a resume, or the end of the random prefill)."""
+        self._mark = (time.monotonic(), self._frames)
+        self._rate = None
 
     def update(self, frames: int, metrics: Mapping[str, Any] | None = None) -> None:
         """Move to the absolute position ``frames``; show the key metrics found in ``metrics``."""
@@ -269,24 +281,54 @@ class Progress:
             self._postfix.update({k: f"{v:.4g}" for k, v in shown.items()})
             self._postfix = {k: self._postfix[k] for k in self.keys if k in self._postfix}
             self._bar.set_postfix(self._postfix, refresh=False)
-            if self._lines:
+            if self._lines and self._frames >= self._last_line + max(self._every, 1):
                 self._print_line()
 
-    def _print_line(self) -> None:
+    def _measure(self) -> float | None:
         now = time.monotonic()
         start, start_frames = self._mark
-        rate = (self._frames - start_frames) / max(now - start, 1e-9)
-        self._mark = (now, self._frames)
-        remaining = max(self._total - self._frames, 0)
-        eta = tqdm.format_interval(remaining / rate) if rate > 0 else "?"
+        if self._frames > start_frames and now > start:
+            rate = (self._frames - start_frames) / (now - start)
+            self._rate = rate if self._rate is None else (
+                self.SMOOTHING * rate + (1 - self.SMOOTHING) * self._rate)
+            self._mark = (now, self._frames)
+        return self._rate
+
+    def _print_line(self) -> None:
+        rate = self._measure()
+        self._last_line = self._frames
+        speed = ""
+        if rate:
+            remaining = max(self._total - self._frames, 0)
+            speed = f" {rate:.0f} frames/s ETA {tqdm.format_interval(remaining / rate)}"
         percent = 100 * self._frames / max(self._total, 1)
         metrics = " ".join(f"{k}={v}" for k, v in self._postfix.items())
         print(
             f"{self._desc} {tqdm.format_sizeof(self._frames)}/{tqdm.format_sizeof(self._total)}"
-            f" frames ({percent:.1f}%) {rate:.0f} frames/s ETA {eta} {metrics}".rstrip(),
+            f" frames ({percent:.1f}%){speed} {metrics}".rstrip(),
             file=sys.stderr,
             flush=True,
         )
 
     def close(self) -> None:
+        if self._lines and self._frames > self._last_line:
+            self._print_line()  # where the run ended
         self._bar.close()
+
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def pixel_mse(metrics: Mapping[str, Any], shapes: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """``<key>_mse``: mean squared error per pixel of each decoded image (pixels in [-0.5, 0.5]).
+
+    ``<key>_loss`` is the unit-variance Gaussian NLL summed over the D = H·W·C pixels,
+    ½·Σ(x − μ)² + D·log√(2π); the constant (≈ 3764 for a 64×64×1 frame) swamps the part that
+    learns, so ``model_loss`` looks flat. This undoes the sum and the constant (docs/metrics.md).
+    """
+    out = {}
+    for key, shape in shapes.items():
+        if f"{key}_loss" in metrics:
+            pixels = float(np.prod(shape))
+            out[f"{key}_mse"] = 2.0 * (float(metrics[f"{key}_loss"]) / pixels - _LOG_SQRT_2PI)
+    return out

@@ -23,6 +23,7 @@ from .config import Config
 from .driver import SerialEnvs
 from .envs import make_env
 from .envs.base import Env
+from .forecast import Forecast
 from .logger import Logger, Progress
 from .parallel import ParallelEnvs
 from .replay import Replay
@@ -102,6 +103,7 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     print(f"Task {config.task}, device {agent.device}, "
           f"{'bfloat16 autocast' if agent.bf16 else 'float32'}"
           f"{' (no native bf16 here)' if config.precision == 16 and not agent.bf16 else ''}, "
+          f"threads {torch.get_num_threads()}, "
           f"{params / 1e6:.2f}M trainable parameters, logdir {logdir}.", flush=True)
     loop = Loop(config, agent, train_envs, eval_env, train_replay, eval_replay, rng, logdir)
     if run.checkpoint is not None:
@@ -110,7 +112,13 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
         loop.step = train_replay.stats["total_steps"]
     logger = Logger(logdir)
     bar = Progress(config.steps * config.action_repeat, loop.step * config.action_repeat,
-                   disable=None if progress else True)
+                   disable=None if progress else True,
+                   every=config.log_every * config.action_repeat)
+    # issue 8: one line with the projected wall-clock time, from the first updates' speed.
+    big_atari = config.task.startswith("atari_") and config.rssm.deter > 256
+    loop.forecast = Forecast(config.steps, config.action_repeat, agent.device.type,
+                             torch.get_num_threads(), small_model=big_atari,
+                             on_start=bar.restart_rate)
     with StopRequested() as stop:
         loop.attach(logger, bar, stop)
         try:

@@ -89,8 +89,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "actor_ent": 3e-3, "discount": 0.99, "loss_scales.kl": 0.1, "loss_scales.discount": 5.0,
     },
     # Ours: a tiny model and short schedule for tests (the official debug keeps the full model).
+    # issue 8: `steps` so that a debug run ends in seconds (it ran for ever with the default 1e8).
     "debug": {
-        "time_limit": 100, "eval_every": 300, "log_every": 300, "prefill": 100, "pretrain": 1,
+        "steps": 500, "time_limit": 100, "eval_every": 300, "log_every": 300, "prefill": 100,
+        "pretrain": 1,
         "train_steps": 1, "replay.minlen": 10, "replay.maxlen": 30, "dataset.batch": 10,
         "dataset.length": 10, "rssm.hidden": 32, "rssm.deter": 32, "rssm.stoch": 4,
         "rssm.discrete": 4, "encoder.cnn_depth": 4, "decoder.cnn_depth": 4,
@@ -99,6 +101,18 @@ PRESETS: dict[str, dict[str, Any]] = {
            for f, v in (("layers", 2), ("units", 32))},
         "replay.capacity": 1e5,
     },
+}
+
+# issue 8: one line of purpose per preset (`dreamerv2-torch presets`, `train --help`).
+PURPOSES: dict[str, str] = {
+    "defaults": "the official configs.yaml defaults (what every other preset changes)",
+    "atari": "the paper's Atari runs (2e8 frames; a GPU workload: weeks on a CPU)",
+    "crafter": "Crafter: layer norm everywhere, logs achievements and the Crafter score",
+    "dmc_vision": "DeepMind Control from 64x64 pixels",
+    "dmc_proprio": "DeepMind Control from proprioceptive vectors (fast on a CPU)",
+    "small": "ours: a smaller model for Atari on a CPU (add after atari: --preset atari small)",
+    "minatar": "ours: MinAtar 10x10 games, learns on a CPU in hours",
+    "debug": "ours: a tiny model and 500 steps, finishes in seconds (smoke tests)",
 }
 
 # Fields that may change when a run is resumed; any other difference is an incompatible config.

@@ -19,6 +19,7 @@ from .config import Config, to_dict
 from .device_metrics import DeviceMetrics
 from .driver import Driver, random_policy
 from .envs.crafter import ACHIEVEMENTS, crafter_score
+from .logger import pixel_mse
 from .prefetch import DevicePrefetch, device_batches
 from .replay import Replay
 
@@ -63,6 +64,9 @@ class Loop:
         self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
         self.last_write = (time.time(), 0)
         self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
+        # issue 8: the projected wall-clock line (`forecast.Forecast`), set by `loop.train`.
+        self.forecast = None
+        self.image_shapes = {k: train_envs.obs_space[k].shape for k in agent.wm.image_keys}
 
     @property
     def frames(self) -> int:
@@ -152,6 +156,8 @@ class Loop:
         self.progress.update(self.frames)
         if not self.pretrained:  # random prefill steps only count
             return
+        if self.forecast is not None:
+            self.forecast(self.step, self.updates)
         if self.every["train"](self.step):
             for _ in range(self.config.train_steps):
                 self.update()
@@ -206,7 +212,10 @@ class Loop:
             if now > then:
                 self.logger.scalar("fps", (self.frames - frames) / (now - then))
             self.last_write = (now, self.frames)
-        self.logger.add(self.metrics.pop())
+        means = self.metrics.pop()
+        self.logger.add(means)
+        # issue 8: a loss that visibly moves (linear in image_loss, so exact on the mean).
+        self.logger.add(pixel_mse(means, self.image_shapes))
         self.progress.update(self.frames, self.logger.write(self.frames))
 
     # ---- checkpoints ----
@@ -238,6 +247,7 @@ class Loop:
             crafter = state["crafter"]
             self.crafter = {"episodes": int(crafter["episodes"]),
                             "counts": {k: int(v) for k, v in crafter["counts"].items()}}
+        self.last_write = (time.time(), self.frames)  # the first fps after a resume
         print(f"Resumed from step {self.step} ({self.frames} frames).", flush=True)
 
     def close(self) -> None:

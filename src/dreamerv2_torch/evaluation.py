@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,15 +66,19 @@ def _load_run(logdir: Path, checkpoint: Path | None) -> tuple[Config, Path, dict
 
 def evaluate(logdir: str | Path, episodes: int = 10, checkpoint: str | Path | None = None,
              seed: int | None = None, video: bool = True, device: str | None = None,
-             verbose: bool = False) -> dict:
+             verbose: bool = False, env: Any = None) -> dict:
     """Play `episodes` mode-policy episodes with a checkpoint of the run in `logdir`.
+
+    `env`: a gymnasium env, an env of this package or a factory ``(seed, mode) -> env``, wrapped
+    as in training; needed for a run trained through the Python API on an env of your code (task
+    ``api:<name>``); by default the run's own task env.
 
     Appends them to `scores.jsonl`, writes best/worst videos if `video`; returns the statistics.
     Raises EvalError or presets.ConfigError (both ValueError) or checkpoint.CheckpointError, each
     with a message for the user.
     """
     from .driver import SerialEnvs
-    from .loop import default_env_factory
+    from .trained import build_env
 
     if episodes < 1:
         raise EvalError(f"--episodes must be >= 1, got {episodes}")
@@ -87,7 +92,11 @@ def evaluate(logdir: str | Path, episodes: int = 10, checkpoint: str | Path | No
     if config.threads:
         torch.set_num_threads(config.threads)
     seed = config.seed + SEED_OFFSET if seed is None else int(seed)
-    envs = SerialEnvs([default_env_factory(config, logdir)(seed, "eval")])
+    try:
+        built = build_env(config, logdir, env, seed)
+    except ValueError as error:
+        raise EvalError(str(error)) from None
+    envs = SerialEnvs([built])
     try:
         return _play(config, envs, state, path, logdir, episodes, seed, video, verbose)
     finally:

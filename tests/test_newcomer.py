@@ -1,0 +1,65 @@
+"""Issue 8, a newcomer's first hour, through the real `dreamerv2-torch` entry point: a `debug` run
+that ends on its own, the projected wall-clock line, plain progress lines, the rate after a
+resume."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dreamerv2_torch import presets
+from dreamerv2_torch.logger import read_jsonl
+
+EXE = shutil.which("dreamerv2-torch")
+ENTRY = [EXE] if EXE else [sys.executable, "-m", "dreamerv2_torch"]
+
+
+def cli(*args, check=True, timeout=300, input=None):
+    out = subprocess.run([*ENTRY, *args], capture_output=True, text=True, timeout=timeout,
+                         input=input)
+    if check and out.returncode:
+        raise AssertionError(f"exit {out.returncode}\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("newcomer") / "debug"
+    out = cli("train", "--preset", "debug", "--task", "dummy_discrete", "--threads", "1",
+              "--logdir", str(logdir))
+    return logdir, out
+
+
+def test_debug_preset_has_a_short_budget():
+    assert presets.resolve(["debug"]).steps <= 1000
+
+
+def test_debug_run_finishes_and_says_how_long_the_whole_run_takes(debug_run):
+    logdir, out = debug_run
+    steps = presets.resolve(["debug"]).steps
+    assert f"Training finished at {steps} policy steps" in out.stdout
+    assert "threads 1," in out.stdout.splitlines()[0]
+    (projection,) = [line for line in out.stdout.splitlines() if "Projected wall-clock" in line]
+    assert "s per update" in projection and "policy steps/s" in projection
+
+
+def test_plain_progress_lines_once_per_log_every(debug_run):
+    logdir, out = debug_run
+    lines = [line for line in out.stderr.splitlines() if line.startswith("train ")]
+    config = presets.resolve(["debug"])
+    # One per log_every frames plus the last one; never a rate of 0, an unknown ETA, or two speeds.
+    assert len(lines) <= config.steps // config.log_every + 1, lines
+    for line in lines:
+        assert " 0 frames/s" not in line and "ETA ?" not in line and "fps=" not in line, line
+        assert line.count("frames/s") <= 1
+    assert "image_mse=" in lines[-1]
+
+
+def test_rate_right_after_a_resume_is_the_real_one(debug_run):
+    logdir, _ = debug_run
+    before = [m["fps"] for m in read_jsonl(logdir / "metrics.jsonl") if "fps" in m]
+    cli("train", "--preset", "debug", "--task", "dummy_discrete", "--threads", "1",
+        "--logdir", str(logdir), "--steps", "800")
+    after = [m["fps"] for m in read_jsonl(logdir / "metrics.jsonl") if "fps" in m][len(before):]
+    assert after and max(after) < 5 * max(before), (before, after)
