@@ -241,6 +241,7 @@ def validate(config: Config) -> None:
         (config.dataset.batch > 0 and config.dataset.length > 1, "dataset: batch>0, length>1"),
         (config.replay.minlen <= config.replay.maxlen, "replay.minlen must be <= replay.maxlen"),
         (config.action_repeat >= 1, "action_repeat must be >= 1"),
+        (config.eval_every >= 1, "eval_every must be >= 1 (use --eval_eps 0 for no evaluation)"),
         (config.envs >= 1, "envs must be >= 1"),
         (config.train_every >= 1 and config.train_steps >= 0, "train_every >= 1, train_steps >= 0"),
         (0.0 <= config.kl.balance <= 1.0, "kl.balance must be in [0, 1]"),
