@@ -241,3 +241,14 @@ def rel_l2(ours, theirs) -> float:
     norm = np.linalg.norm(theirs)
     diff = np.linalg.norm(ours - theirs)
     return float(diff / norm) if norm else float(diff)
+
+
+def rel_l2_beyond_ulp(ours, theirs, new) -> float:
+    """Relative L2 of a weight change beyond one float32 ulp of the new weight `new`: both sides
+    store the new weight in float32, so a change is only defined up to one rounding of it (one
+    ulp of |w| ~ 0.3 is ~1e-4 of a 2e-4 Adam step)."""
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    ulp = np.spacing(np.abs(np.asarray(new)).astype(np.float32)).astype(np.float64)
+    excess = np.linalg.norm(np.maximum(np.abs(ours - theirs) - ulp, 0.0))
+    norm = np.linalg.norm(theirs)
+    return float(excess / norm) if norm else float(excess)

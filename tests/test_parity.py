@@ -19,7 +19,16 @@ import os
 import numpy as np
 import pytest
 import torch
-from parity_support import GOLDEN, Draws, Golden, our_grads, our_weights, rel, rel_l2
+from parity_support import (
+    GOLDEN,
+    Draws,
+    Golden,
+    our_grads,
+    our_weights,
+    rel,
+    rel_l2,
+    rel_l2_beyond_ulp,
+)
 
 from dreamerv2_torch import dists
 from dreamerv2_torch.behavior import discount_weights, lambda_return
@@ -175,13 +184,8 @@ def _deltas(golden, agent, check, update, before):
         new = np.concatenate([np.ravel(golden[f"u{update}/w/{n}"]) for n in names])
         ours = np.concatenate([np.ravel(after[n] - before[n]) for n in names])
         theirs = new.astype(np.float64) - np.concatenate([np.ravel(start[n]) for n in names])
-        # Both sides store the new weight in float32: a change can only be compared up to one
-        # rounding of it (one ulp of w is ~1e-4 of a 2e-4 Adam step for |w| ~ 0.3).
-        ulp = np.spacing(np.abs(new).astype(np.float32)).astype(np.float64)
-        excess = np.maximum(np.abs(ours - theirs) - ulp, 0.0)
-        norm = np.linalg.norm(theirs)
         check._add(f"update {update + 1}: weight change, {group}", "delta",
-                   float(np.linalg.norm(excess) / norm) if norm else float(np.linalg.norm(excess)))
+                   rel_l2_beyond_ulp(ours, theirs, new))
 
 
 def run_config(name: str, **overrides) -> Check:
