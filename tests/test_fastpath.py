@@ -141,3 +141,20 @@ def test_policy_accepts_flipped_views():
     torch.manual_seed(2)
     copied, _ = agent.policy({"image": image[:, ::-1].copy(), **flags}, mode="eval")
     np.testing.assert_array_equal(flipped["action"], copied["action"])
+
+
+@pytest.mark.slow  # compiling the unrolled loops takes minutes on 2 CPU cores
+def test_compiled_loops_give_the_plain_losses_and_gradients():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    torch._inductor.config.fallback_random = True  # eager's RNG stream, so samples match
+    try:
+        batch = make_batch()
+        plain, fast = make_agent(**PLAIN), make_agent(**{**PLAIN, "compile_loops": "on"})
+        fast.nets.load_state_dict(plain.nets.state_dict())
+        assert_same(run_update(fast, batch), run_update(plain, batch))
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # both loops
+    finally:
+        torch._inductor.config.fallback_random = False

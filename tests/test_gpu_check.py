@@ -21,7 +21,7 @@ def test_gpu_check_runs_green_on_cpu_tiny(tmp_path):
     cmd = [str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--tiny",
            "--batches", "4", "--variants", "fp32", "--iters", "1", "--warmup", "1",
            "--act-envs", "2", "--e2e-s", "15", "--resume-s", "10", "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     sections = report["sections"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import hardware
 from .behavior import ActorCritic
 from .config import Config
 from .envs.base import Space
@@ -35,23 +36,45 @@ def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return hardware.native_bf16()
 
 
-def fast_paths(config: Config, device: torch.device) -> FastPaths:
-    """Resolve the `auto` speed switches for `device` (docs/performance.md has the measurements)."""
-    cpu = device.type == "cpu"
-    return FastPaths(conv_matmul=_switch(config.conv_matmul, cpu),
+# The `auto` value of each CPU fast path per CPU kind (hardware.cpu_kind), and where it comes from.
+# Only `amx` (Sapphire Rapids, this project's CI box) has been measured switch by switch
+# (docs/performance.md); the other kinds take the same choices until measured there, which the
+# table says, and `bench_update.py --compare` measures them on any machine.
+CPU_AUTO = {
+    "amx": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
+            "source": "measured (Xeon, Sapphire Rapids)"},
+    "avx512_bf16": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
+                    "source": "as amx; not measured per switch (Zen 4: only whole updates)"},
+    # No native bf16: precision 16 runs fp32, so policy_fp32 changes nothing there.
+    "avx2": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
+             "source": "as amx; not measured"},
+    "other": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
+              "source": "as amx; not measured"},
+}
+
+
+def fast_paths(config: Config, device: torch.device, kind: str | None = None) -> FastPaths:
+    """Resolve the `auto` speed switches for `device` (and on a CPU its kind, `CPU_AUTO`)."""
+    cpu = CPU_AUTO[kind or hardware.cpu_kind()] if device.type == "cpu" else None
+    return FastPaths(conv_matmul=_switch(config.conv_matmul, bool(cpu and cpu["conv_matmul"])),
                      batched_grads=_switch(config.batched_grads, True), jit=config.jit,
-                     policy_fp32=_switch(config.policy_fp32, cpu))
+                     policy_fp32=_switch(config.policy_fp32, bool(cpu and cpu["policy_fp32"])))
 
 
 def _switch(value: str, auto: bool) -> bool:
     return auto if value == "auto" else value == "on"
+
+
+def compile_loops(rssm: nn.Module, device: torch.device) -> None:
+    """Replace `rssm.observe` and `rssm.imagine` on this instance by compiled versions of the
+    whole loops (config `compile_loops`). On CUDA `reduce-overhead` also captures them as CUDA
+    graphs, which removes the per-op launch cost of the ~50 small ops of each step."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    for name in ("observe", "imagine"):
+        setattr(rssm, name, torch.compile(getattr(rssm, name), mode=mode, dynamic=False))
 
 
 def reuse_freed_memory() -> bool:
@@ -83,11 +106,14 @@ class Agent:
         self.device = pick_device(config.device)
         self.bf16 = config.precision == 16 and bf16_supported(self.device)
         self.fast = fast_paths(config, self.device)
-        if _switch(config.malloc_reuse, self.device.type == "cpu"):
+        cpu = self.device.type == "cpu"
+        if _switch(config.malloc_reuse, cpu and CPU_AUTO[hardware.cpu_kind()]["malloc_reuse"]):
             reuse_freed_memory()
         self.wm = WorldModel(obs_space, act_space, config, self.fast)
         self.behavior = ActorCritic(self.wm.rssm.feat_dim, act_space, config, self.fast.jit)
         self.nets = nn.ModuleDict({"wm": self.wm, "behavior": self.behavior}).to(self.device)
+        if _switch(config.compile_loops, False):
+            compile_loops(self.wm.rssm, self.device)
         self.model_opt = Optimizer("model", self.wm.parameters(), config.model_opt)
         self.actor_opt = Optimizer("actor", self.behavior.actor.parameters(), config.actor_opt)
         self.critic_opt = Optimizer("critic", self.behavior.critic.parameters(), config.critic_opt)

@@ -179,6 +179,10 @@ class Config:
     prefetch: Switch = "auto"
     """Copy each replay batch to the device in a background thread (pinned memory, non-blocking
     copy on a side stream) while the previous update runs. auto = on for CUDA; a no-op on CPU."""
+    compile_loops: Switch = "auto"
+    """torch.compile the whole 50-step observe loop and 15-step imagination (on CUDA with CUDA
+    graphs, mode reduce-overhead). Same maths; minutes of compile on a CPU. auto = off until a GPU
+    measurement says otherwise (docs/performance.md)."""
 
     # ---- environment ----
     envs: int = 1

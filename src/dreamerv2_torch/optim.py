@@ -74,27 +74,25 @@ class Optimizer:
                 f"{self.name}_skipped": self._skipped.clone()}
 
     def _adam(self, used: list[int], grads: list[torch.Tensor], ok: torch.Tensor) -> None:
-        """Keras Adam: m, v ← β·m + (1−β)·g, g²; θ ← θ − lr·sqrt(1−β2^t)/(1−β1^t)·m/(sqrt(v)+ε),
-        with every change multiplied by `ok` (0 or 1)."""
-        okf = ok.float()
+        """Keras Adam: m, v ← β·m + (1−β)·g, g²; θ ← θ − lr·sqrt(1−β2^t)/(1−β1^t)·m/(sqrt(v)+ε).
+
+        On a skipped step (`ok` false) the gradients are already 0 and the decay factors β are
+        replaced by 1, so m and v stay as they were, and the step size is 0.
+        """
         self._steps += ok.double()
         self._skipped += (~ok).double()
         t = self._steps
         params, m, v = ([x[i] for i in used] for x in (self.params, self.m, self.v))
-        lr_t = (self.lr * torch.sqrt(1 - BETA2 ** t) / (1 - BETA1 ** t).clamp(min=1e-30)) * ok
-        # m ← m + (1−β1)·ok·(g − m); v likewise with g².
-        delta = torch._foreach_sub(grads, m)
-        torch._foreach_mul_(delta, (1 - BETA1) * okf)
-        torch._foreach_add_(m, delta)
-        delta = torch._foreach_mul(grads, grads)
-        torch._foreach_sub_(delta, v)
-        torch._foreach_mul_(delta, (1 - BETA2) * okf)
-        torch._foreach_add_(v, delta)
+        torch._foreach_mul_(m, torch.where(ok, BETA1, 1.0).float())
+        torch._foreach_add_(m, grads, alpha=1 - BETA1)
+        torch._foreach_mul_(v, torch.where(ok, BETA2, 1.0).float())
+        torch._foreach_addcmul_(v, grads, grads, value=1 - BETA2)
+        lr_t = self.lr * torch.sqrt(1 - BETA2 ** t) / (1 - BETA1 ** t).clamp(min=1e-30)
         denom = torch._foreach_sqrt(v)
         torch._foreach_add_(denom, self.eps)
-        update = torch._foreach_div(m, denom)
-        torch._foreach_mul_(update, lr_t.float())
-        torch._foreach_sub_(params, update)
+        # θ += m / (denom / −lr_t), one fused pass; a skipped step divides by −0 (θ += m/−inf).
+        torch._foreach_div_(denom, torch.where(ok, -lr_t, -0.0).float())
+        torch._foreach_addcdiv_(params, m, denom)
 
     def state_dict(self) -> dict:
         return {"m": [t.clone() for t in self.m], "v": [t.clone() for t in self.v],

@@ -1,0 +1,45 @@
+"""CPU kind from /proc/cpuinfo flags; the `auto` fast paths and bf16 chosen from it (issue 11)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamerv2_torch import hardware
+from dreamerv2_torch.agent import CPU_AUTO, fast_paths
+from dreamerv2_torch.presets import resolve
+
+KINDS = {  # flags -> kind, as on Sapphire Rapids, Zen 4, an AVX2-only CPU, an ARM CPU
+    frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}): "amx",
+    frozenset({"avx2", "avx512f", "avx512_bf16"}): "avx512_bf16",
+    frozenset({"avx2", "fma"}): "avx2",
+    frozenset({"fp", "asimd"}): "other",
+}
+
+
+@pytest.mark.parametrize("flags,kind", KINDS.items())
+def test_cpu_kind_and_native_bf16(flags, kind):
+    assert hardware.cpu_kind(flags) == kind
+    assert hardware.native_bf16(flags) == (kind in ("amx", "avx512_bf16"))
+
+
+def test_every_kind_has_auto_choices_with_their_source():
+    assert set(CPU_AUTO) == set(KINDS.values())
+    for kind, choices in CPU_AUTO.items():
+        assert {"conv_matmul", "policy_fp32", "malloc_reuse", "source"} <= set(choices)
+        fast = fast_paths(resolve(["debug"]), torch.device("cpu"), kind)
+        assert fast.conv_matmul == choices["conv_matmul"]
+        assert fast.policy_fp32 == choices["policy_fp32"]
+    assert "measured" in CPU_AUTO["amx"]["source"]
+
+
+def test_cuda_auto_is_off_for_the_cpu_paths_and_explicit_values_win():
+    fast = fast_paths(resolve(["debug"]), torch.device("cuda"))
+    assert not fast.conv_matmul and not fast.policy_fp32 and fast.batched_grads
+    fast = fast_paths(resolve(["debug"], {"conv_matmul": "off"}), torch.device("cpu"), "amx")
+    assert not fast.conv_matmul
+
+
+def test_describe_names_model_kind_and_isa():
+    info = hardware.describe()
+    assert info["cpu_model"] and info["cpu_kind"] in CPU_AUTO and info["isa"]
