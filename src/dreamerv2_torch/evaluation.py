@@ -163,6 +163,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     """`dreamerv2-torch eval --logdir DIR [--episodes N] ...`; exit 2 on a bad run/checkpoint."""
     parser = argparse.ArgumentParser(
         prog="dreamerv2-torch eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
         description="Play evaluation episodes (mode policy) with a checkpoint of a run; append "
                     "them to its scores.jsonl and save videos of the best and worst episode.")
     parser.add_argument("--logdir", required=True, help="the run directory")

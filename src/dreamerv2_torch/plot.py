@@ -194,7 +194,8 @@ def plot_main(argv: list[str] | None = None) -> int:
     """`dreamerv2-torch plot RUN_DIRS... -o curves.png`: learning curves and their binned JSON."""
     prog, defaults = "dreamerv2-torch plot", argparse.ArgumentDefaultsHelpFormatter
     about = "Learning curves of runs against frames, beside the official DreamerV2 curves."
-    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults)
+    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults,
+                                     allow_abbrev=False)
     inputs_help = "run directories, their parents, official-format JSON files"
     parser.add_argument("inputs", nargs="+", metavar="RUN_DIRS", help=inputs_help)
     parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="PNG path")

@@ -256,7 +256,8 @@ def scores_main(argv: list[str] | None = None) -> int:
     """`dreamerv2-torch scores RUN_DIRS...`: Table 1 for our runs beside the paper's agents."""
     prog, defaults = "dreamerv2-torch scores", argparse.ArgumentDefaultsHelpFormatter
     about = "Atari Table 1 of the paper for our runs, beside official DreamerV2 and baselines."
-    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults)
+    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults,
+                                     allow_abbrev=False)
     inputs_help = "run directories, their parents, official-format JSON files"
     parser.add_argument("inputs", nargs="+", metavar="RUN_DIRS", help=inputs_help)
     parser.add_argument("--frames", type=float, default="2e8", help="frame budget F")
