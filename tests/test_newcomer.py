@@ -107,3 +107,20 @@ def test_help_version_and_presets_listing():
     piped = subprocess.run(" ".join(ENTRY) + " presets | head -n 2", shell=True,
                            capture_output=True, text=True, timeout=60)
     assert piped.stdout.count("\n") == 2 and "Traceback" not in piped.stderr, piped.stderr
+
+
+def test_missing_headless_opengl_is_one_line_with_the_install_hint(tmp_path):
+    import ctypes.util
+    import os
+
+    pytest.importorskip("dm_control")
+    if ctypes.util.find_library("OSMesa"):
+        pytest.skip("OSMesa is installed here: its absence cannot be shown")
+    logdir = tmp_path / "pixels"
+    out = subprocess.run([*ENTRY, "train", "--preset", "dmc_vision", "debug", "--logdir",
+                          str(logdir)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "MUJOCO_GL": "osmesa"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "apt-get install -y libegl1" in line and "MUJOCO_GL=osmesa" in line
+    assert not logdir.exists()  # the env is built before anything is written

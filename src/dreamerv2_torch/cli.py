@@ -124,12 +124,14 @@ def parse_train_args(argv: list[str]):
 
 def train_main(argv: list[str]) -> int:
     from . import checkpoint
+    from .envs.dmc import RenderingError
     from .loop import train
 
     try:
         config = parse_train_args(argv)
         result = train(config)
-    except (presets.ConfigError, checkpoint.CheckpointError, ValueError) as error:
+    except (presets.ConfigError, checkpoint.CheckpointError, ValueError, RenderingError,
+            ImportError) as error:  # ImportError: a missing extra, with its pip command
         print(f"error: {error}", file=sys.stderr)
         return 2
     state = "stopped at" if result["stopped"] else "finished at"

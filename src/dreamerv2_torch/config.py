@@ -217,6 +217,13 @@ class Config:
     """Reward transform applied inside the agent (the stored rewards stay raw)."""
     log_keys_video: tuple[str, ...] = ("image",)
     """Observation keys written as policy and open-loop videos."""
+    # issue 8: outputs (docs/metrics.md)
+    tensorboard_videos: bool = False
+    """Also write every video into TensorBoard as an animated GIF (large: a debug Pong run wrote
+    15 MB of events in 75 s); the mp4 files in videos/ are always written."""
+    wandb: Literal["off", "online", "offline"] = "off"
+    """Mirror scalars and videos to Weights & Biases (needs `pip install wandb`); offline
+    writes a local run that `wandb sync` uploads later."""
 
     # ---- world model ----
     eval_state_mean: bool = False

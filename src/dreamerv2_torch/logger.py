@@ -7,12 +7,19 @@ imports torch whenever it is installed.
 
 Files in the logdir, all appended to (a resumed run never truncates them):
 
-* ``metrics.jsonl``: one object per ``write(step)`` with ``"step"`` (frames) and the mean of every
-  scalar added since the previous write; non-finite means are written as ``null``
-  (``json.dumps`` would write the invalid token ``NaN``); TensorBoard gets the raw value.
-* ``scores.jsonl``: one object per finished episode (``mode``, ``return``, ``length``, ``frames``).
-* ``videos/<name>/<frames>.mp4`` (H.264, grayscale as RGB, padded to multiples of 16) plus an
-  animated-GIF image summary per video in TensorBoard (spec §7.2; no moviepy needed).
+* ``metrics.jsonl``: one object per ``write(step)`` with ``"step"`` (frames), ``"time"`` (Unix
+  seconds of the write) and the mean of every scalar added since the previous write; non-finite
+  means are written as ``null`` (``json.dumps`` would write the invalid token ``NaN``);
+  TensorBoard gets the raw value under a grouped tag (`tb_tag`: ``train/``, ``eval/``,
+  ``world_model/``, ``actor_critic/``, ``replay/``). docs/metrics.md explains every metric.
+* ``scores.jsonl``: one object per finished episode (``mode``, ``return``, ``length``, ``frames``,
+  ``time``).
+* ``videos/<name>/<frames>.mp4`` (H.264, grayscale as RGB, padded to multiples of 16; frames
+  smaller than 64 pixels, e.g. MinAtar's 10×10, enlarged by nearest neighbour; open-loop videos
+  get a truth / model / error label column), and, only with ``tensorboard_videos``, an
+  animated-GIF image summary per video in TensorBoard (spec §7.2; GIFs are large).
+* ``trackers``: optional mirrors (e.g. `tracking.WandbTracker`) that get the same scalars and
+  videos at every write.
 """
 
 from __future__ import annotations
@@ -108,13 +115,59 @@ def _gif(frames: np.ndarray, fps: int) -> bytes:
     return buffer.getvalue()
 
 
+_GROUPS = (  # (TensorBoard group, name patterns); the first match wins
+    ("replay", ("train_loaded_", "train_total_", "eval_loaded_", "eval_total_")),
+    ("world_model", ("model_", "kl_", "prior_ent", "post_ent", "train_openl_", "eval_openl_")),
+    ("eval", ("eval_", "sum_eval_", "max_eval_")),
+    ("actor_critic", ("actor_", "critic", "reward_mean", "reward_std")),
+    ("train", ("train_", "sum_train_", "max_train_", "fps", "achievement_", "crafter_score")),
+)
+
+
+def tb_tag(name: str) -> str:
+    """The TensorBoard tag of a metric: ``group/name`` (metrics.jsonl keeps the plain name)."""
+    for group, prefixes in _GROUPS:
+        if name.startswith(prefixes):
+            return f"{group}/{name}"
+    if name.endswith(("_loss", "_mse")):  # decoder heads: image_loss, image_mse, reward_loss, ...
+        return f"world_model/{name}"
+    return name
+
+
+def _upscale(frames: np.ndarray, panel: tuple[int, int], minimum: int = 64) -> np.ndarray:
+    """Enlarge by an integer factor (nearest neighbour) so a panel is >= `minimum` pixels:
+    MinAtar's 10x10 frames become 70x70 blocks instead of a 16x16 smear in the encoder."""
+    factor = math.ceil(minimum / max(1, min(panel)))
+    if factor <= 1:
+        return frames
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def _label_rows(frames: np.ndarray, labels: Sequence[str], width: int = 44) -> np.ndarray:
+    """A label column left of equal-height rows (open-loop videos: truth / model / error)."""
+    from PIL import ImageDraw
+
+    height, channels = frames.shape[1], frames.shape[-1]
+    column = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(column)
+    rows = len(labels)
+    for i, label in enumerate(labels):
+        draw.text((3, i * height // rows + height // (2 * rows) - 6), label, fill=255)
+    strip = np.asarray(column)[None, :, :, None].repeat(channels, axis=-1)
+    strip = np.broadcast_to(strip, (frames.shape[0], height, width, channels))
+    return np.concatenate([strip, frames], axis=2)
+
+
 class Logger:
     """Collects scalars and videos between writes and sends them to every output at ``write``."""
 
-    def __init__(self, logdir: Path, *, tensorboard: bool = True, video_fps: int = 20):
+    def __init__(self, logdir: Path, *, tensorboard: bool = True, video_fps: int = 20,
+                 tensorboard_videos: bool = False, trackers: Sequence[Any] = ()):
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.video_fps = int(video_fps)
+        self.tensorboard_videos = tensorboard_videos
+        self.trackers = list(trackers)
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._videos: dict[str, np.ndarray] = {}
@@ -138,19 +191,30 @@ class Logger:
                 raise ValueError(f"{name!r}: expected a scalar or a video, got {array.shape}")
 
     def video(self, name: str, frames: np.ndarray) -> None:
-        """Queue a video (uint8, or float in [0, 1]); the last one per name is written."""
-        self._videos[name] = _uint8_frames(frames, name).copy()
+        """Queue a video (uint8, or float in [0, 1]); the last one per name is written.
+
+        Open-loop videos (``*openl*``: rows truth, model, error; 6 columns) get their labels."""
+        frames = _uint8_frames(frames, name)
+        openl = "openl" in name and frames.shape[1] % 3 == 0
+        panel = (frames.shape[1] // 3, frames.shape[2] // 6) if openl else frames.shape[1:3]
+        frames = _upscale(frames, panel)
+        if openl:
+            frames = _label_rows(frames, ("truth", "model", "error"))
+        self._videos[name] = np.ascontiguousarray(frames)
 
     def write(self, step: int) -> dict[str, float]:
         """Flush everything added since the last write at x = ``step`` frames; returns scalars."""
         step = int(step)
         scalars = {k: self._sums[k] / self._counts[k] for k in self._sums}
         if scalars:
-            append_jsonl(self.logdir / "metrics.jsonl", {"step": step, **scalars})
-        values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+            append_jsonl(self.logdir / "metrics.jsonl",
+                         {"step": step, "time": round(time.time(), 3), **scalars})
+        values = [summary_pb2.Summary.Value(tag=tb_tag(k), simple_value=v)
+                  for k, v in scalars.items()]
+        paths = {}
         for name, frames in self._videos.items():
-            self._write_mp4(name, frames, step)
-            if self._events is None:
+            paths[tb_tag(name)] = self._write_mp4(name, frames, step)
+            if self._events is None or not self.tensorboard_videos:
                 continue
             height, width, channels = frames.shape[1:]
             image = summary_pb2.Summary.Image(
@@ -159,17 +223,20 @@ class Logger:
                 colorspace=channels,
                 encoded_image_string=_gif(frames, self.video_fps),
             )
-            values.append(summary_pb2.Summary.Value(tag=name, image=image))
+            values.append(summary_pb2.Summary.Value(tag=tb_tag(name), image=image))
         if self._events is not None and values:
             summary = summary_pb2.Summary(value=values)
             self._events.add_event(
                 event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
             )
             self._events.flush()
+        for tracker in self.trackers:
+            tracker.write(step, {tb_tag(k): v for k, v in scalars.items()}, paths,
+                          self.video_fps)
         self._sums, self._counts, self._videos = {}, {}, {}
         return scalars
 
-    def _write_mp4(self, name: str, frames: np.ndarray, step: int) -> None:
+    def _write_mp4(self, name: str, frames: np.ndarray, step: int) -> Path:
         if frames.shape[-1] == 1:
             frames = np.repeat(frames, 3, axis=-1)
         # H.264 in yuv420p wants sizes divisible by the encoder's 16-pixel macro blocks; padding
@@ -181,16 +248,21 @@ class Logger:
         tmp = path.with_name(f".{path.stem}.part.mp4")  # renamed once complete
         imageio.mimwrite(tmp, np.pad(frames, pad), format="FFMPEG", fps=self.video_fps)
         os.replace(tmp, path)
+        return path
 
     def episode(
         self, *, mode: str, episode_return: float, length: int, frames: int, **extra: Any
     ) -> None:
         """Append one finished episode to ``scores.jsonl`` (return = sum of raw rewards)."""
         record = {"mode": mode, "return": float(episode_return), "length": int(length)}
-        append_jsonl(self.logdir / "scores.jsonl", {**record, "frames": int(frames), **extra})
+        append_jsonl(self.logdir / "scores.jsonl", {**record, "frames": int(frames),
+                                                    "time": round(time.time(), 3), **extra})
 
     def close(self) -> None:
         """Close TensorBoard's file; metrics not yet written are dropped (call ``write`` first)."""
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
         if self._events is not None:
             self._events.close()
             self._events = None

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import presets
+from . import presets, tracking
 from .agent import Agent
 from .config import Config
 from .driver import SerialEnvs
@@ -77,6 +77,7 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
           progress: bool = True) -> dict:
     """Train, or resume the run in `config.logdir`. Returns the final counters."""
     presets.validate(config)
+    tracking.check_available(config)  # issue 8: an optional tracker's install hint, early
     run = open_rundir(config)  # validates the logdir; writes nothing yet
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -110,7 +111,8 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
         loop.restore(run.checkpoint)
     else:
         loop.step = train_replay.stats["total_steps"]
-    logger = Logger(logdir)
+    logger = Logger(logdir, tensorboard_videos=config.tensorboard_videos,
+                    trackers=tracking.make_trackers(config, logdir))
     bar = Progress(config.steps * config.action_repeat, loop.step * config.action_repeat,
                    disable=None if progress else True,
                    every=config.log_every * config.action_repeat)
