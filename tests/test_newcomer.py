@@ -39,7 +39,7 @@ def test_debug_run_finishes_and_says_how_long_the_whole_run_takes(debug_run):
     logdir, out = debug_run
     steps = presets.resolve(["debug"]).steps
     assert f"Training finished at {steps} policy steps" in out.stdout
-    assert "threads 1," in out.stdout.splitlines()[0]
+    assert "threads 1 (OpenMP wait policy " in out.stdout.splitlines()[0]
     (projection,) = [line for line in out.stdout.splitlines() if "Projected wall-clock" in line]
     assert "s per update" in projection and "policy steps/s" in projection
 
@@ -124,3 +124,15 @@ def test_missing_headless_opengl_is_one_line_with_the_install_hint(tmp_path):
     (line,) = out.stderr.strip().splitlines()
     assert "apt-get install -y libegl1" in line and "MUJOCO_GL=osmesa" in line
     assert not logdir.exists()  # the env is built before anything is written
+
+
+def test_openmp_threads_sleep_while_waiting_unless_the_user_chose():
+    import os
+
+    code = "import os, dreamerv2_torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert out.stdout.strip() == "ACTIVE"

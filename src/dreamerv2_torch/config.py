@@ -160,7 +160,8 @@ class Config:
     """torch.compile the imagination step (a ~5% faster update on CPU after a ~16 s compile;
     needs a C++ compiler; other parts measured no faster). Off by default."""
     threads: int = 0
-    """torch intra-op threads (0 = torch's default, the number of cores)."""
+    """torch intra-op threads (0 = torch's default, the number of cores; OpenMP threads sleep
+    while waiting unless OMP_WAIT_POLICY is set, see the README)."""
     malloc_reuse: Switch = "auto"
     """Keep freed heap memory for reuse (glibc mallopt) instead of unmapping big blocks, so the
     update's large CPU tensors do not page-fault afresh every step. auto = on for CPU on Linux.

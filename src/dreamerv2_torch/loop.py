@@ -10,6 +10,7 @@ checkpoint]. Per training step: count, store, train every `train_every` steps, l
 from __future__ import annotations
 
 import functools
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +105,8 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     print(f"Task {config.task}, device {agent.device}, "
           f"{'bfloat16 autocast' if agent.bf16 else 'float32'}"
           f"{' (no native bf16 here)' if config.precision == 16 and not agent.bf16 else ''}, "
-          f"threads {torch.get_num_threads()}, "
+          f"threads {torch.get_num_threads()} (OpenMP wait policy "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'default').lower()}), "
           f"{params / 1e6:.2f}M trainable parameters, logdir {logdir}.", flush=True)
     loop = Loop(config, agent, train_envs, eval_env, train_replay, eval_replay, rng, logdir)
     if run.checkpoint is not None:
