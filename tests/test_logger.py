@@ -186,17 +186,20 @@ def test_video_with_object_layers_is_colourised(tmp_path):
 def test_progress_prints_plain_lines_when_not_a_terminal(capsys) -> None:
     # Under pytest stderr is not a terminal: tqdm disables the bar, and one plain line is printed
     # per `every` frames (what a nohup'd or cluster run shows in its log), plus one at close.
-    progress = Progress(2000, initial_frames=0, every=1000)
-    progress.update(500)  # no metrics: no line
-    progress.update(600, {"train_return": 1.0})  # before `every` frames: no line
-    progress.update(1000, {"train_return": 3.0, "model_loss": 12.5, "fps": 9.0, "ignored": 1.0})
-    progress.update(1000, {"eval_return": 2.0})  # eval at the same frames: no second line
-    progress.update(1500)
+    progress = Progress(4000, initial_frames=0, every=1000)
+    progress.update(1000, {"train_return": -21.0})  # random prefill: no ETA from its rate
+    progress.restart_rate()  # training starts
+    progress.update(1500)  # no metrics: no line
+    progress.update(1600, {"train_return": 1.0})  # before `every` more frames: no line
+    progress.update(2000, {"train_return": 3.0, "model_loss": 12.5, "fps": 9.0, "ignored": 1.0})
+    progress.update(2000, {"eval_return": 2.0})  # eval at the same frames: no second line
+    progress.update(2500)
     progress.close()
-    first, last = capsys.readouterr().err.strip().splitlines()
-    assert first.startswith("train 1.00k/2.00k frames (50.0%)")
+    prefill, first, last = capsys.readouterr().err.strip().splitlines()
+    assert prefill.startswith("train 1.00k/4.00k frames (25.0%) prefill ") and "ETA" not in prefill
+    assert first.startswith("train 2.00k/4.00k frames (50.0%)")
     assert "frames/s ETA" in first and first.endswith("train_return=3 model_loss=12.5")
-    assert last.startswith("train 1.50k/2.00k frames (75.0%)") and "eval_return=2" in last
+    assert last.startswith("train 2.50k/4.00k frames (62.5%)") and "eval_return=2" in last
     assert "fps" not in first + last  # one speed figure per line
 
 

@@ -57,7 +57,8 @@ class Progress:
         self._total, self._desc, self._every = int(total_frames), desc, int(every)
         self._last_line = self._frames  # frames at the last printed line
         self._rate: float | None = None  # smoothed frames per second
-        self.restart_rate()
+        self._mark = (time.monotonic(), self._frames)
+        self._training = False  # no ETA until `restart_rate` marks the end of the random prefill
 
     @property
     def frames(self) -> int:
@@ -65,9 +66,11 @@ class Progress:
         return self._frames
 
     def restart_rate(self) -> None:
-        """Measure the rate from now on (a resume, or the end of the random prefill)."""
+        """Measure the rate from now on: training started (after the random prefill, or a resume).
+        Until then lines say `prefill` and give no ETA, whose random-policy rate would mislead."""
         self._mark = (time.monotonic(), self._frames)
         self._rate = None
+        self._training = True
 
     def update(self, frames: int, metrics: Mapping[str, Any] | None = None) -> None:
         """Move to the absolute position ``frames``; show the key metrics found in ``metrics``."""
@@ -96,7 +99,9 @@ class Progress:
         rate = self._measure()
         self._last_line = self._frames
         speed = ""
-        if rate:
+        if not self._training:
+            speed = f" prefill {rate:.0f} frames/s" if rate else " prefill"
+        elif rate:
             remaining = max(self._total - self._frames, 0)
             speed = f" {rate:.0f} frames/s ETA {tqdm.format_interval(remaining / rate)}"
         percent = 100 * self._frames / max(self._total, 1)
