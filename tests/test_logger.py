@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -33,8 +34,9 @@ def test_metrics_lines_have_step_and_means(tmp_path: Path) -> None:
     logger.write(8000)
     assert logger.write(9000) == {}  # nothing added: no line
     logger.close()
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in lines] == [
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(abs(line.pop("time") - time.time()) < 60 for line in lines)  # wall-clock seconds
+    assert lines == [
         {"step": 4000, "model_loss": 3.0, "train_return": 10.0, "train_length": 100.0, "bad": None},
         {"step": 8000, "fps": 12.5},
     ]
@@ -56,7 +58,9 @@ def test_scores_line_format_and_resume_appends(tmp_path: Path) -> None:
     resumed.scalar("a", 2.0)
     resumed.write(20)
     resumed.close()
-    assert read_jsonl(tmp_path / "scores.jsonl") == [
+    scores = read_jsonl(tmp_path / "scores.jsonl")
+    assert all(abs(line.pop("time") - time.time()) < 60 for line in scores)
+    assert scores == [
         {"mode": "train", "return": 21.0, "length": 812, "frames": 3248},
         {"mode": "eval", "return": -3.5, "length": 90, "frames": 4000, "seed": 2},
     ]
@@ -73,33 +77,76 @@ def test_read_jsonl_skips_a_truncated_last_line_and_append_starts_a_new_one(tmp_
 
 
 def test_videos_to_mp4_and_tensorboard_with_scalars(tmp_path: Path) -> None:
-    logger = Logger(tmp_path, video_fps=10)
-    gray = np.zeros((7, 20, 30, 1), np.uint8)
-    gray[:, :, :15] = 200
-    gray[np.arange(7), 19, np.arange(7) + 20] = 255  # frames differ, or GIF merges them
-    rgb = np.random.default_rng(0).uniform(size=(5, 32, 32, 3)).astype(np.float32)
-    logger.add({"openl_image": gray}, prefix="train")
-    logger.video("policy_image", rgb)
+    logger = Logger(tmp_path, video_fps=10, tensorboard_videos=True)
+    gray = np.zeros((7, 64, 80, 1), np.uint8)
+    gray[:, :, :40] = 200
+    gray[np.arange(7), 63, np.arange(7) + 50] = 255  # frames differ, or GIF merges them
+    rgb = np.random.default_rng(0).uniform(size=(5, 64, 64, 3)).astype(np.float32)
+    logger.add({"policy_image": gray}, prefix="train")
+    logger.video("policy_rgb", rgb)
     logger.scalar("model_loss", 2.5)
     logger.write(40_000)
     logger.close()
 
-    movie = tmp_path / "videos" / "train_openl_image" / "40000.mp4"
+    movie = tmp_path / "videos" / "train_policy_image" / "40000.mp4"
     frames = imageio.mimread(movie, format="FFMPEG")
-    assert len(frames) == 7 and frames[0].shape == (32, 32, 3)  # padded to multiples of 16
-    assert abs(int(frames[3][10, 5, 0]) - 200) < 12 and frames[3][10, 25, 0] < 12
-    assert len(imageio.mimread(tmp_path / "videos" / "policy_image" / "40000.mp4")) == 5
+    assert len(frames) == 7 and frames[0].shape == (64, 80, 3)
+    assert abs(int(frames[3][10, 5, 0]) - 200) < 12 and frames[3][10, 60, 0] < 12
+    assert len(imageio.mimread(tmp_path / "videos" / "policy_rgb" / "40000.mp4")) == 5
     assert not list(tmp_path.glob("videos/*/.*"))  # no temporary files left
 
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     events.Reload()
-    (scalar,) = events.Scalars("model_loss")
+    (scalar,) = events.Scalars("world_model/model_loss")  # grouped tags in TensorBoard
     assert (scalar.step, scalar.value) == (40_000, 2.5)
-    (image,) = events.Images("train_openl_image")
-    assert (image.step, image.width, image.height) == (40_000, 30, 20)
+    (image,) = events.Images("train/train_policy_image")
+    assert (image.step, image.width, image.height) == (40_000, 80, 64)
     gif = Image.open(io.BytesIO(image.encoded_image_string))
     assert gif.format == "GIF" and gif.n_frames == 7
-    assert events.Images("policy_image")[0].width == 32
+    assert events.Images("policy_rgb")[0].width == 64
+
+
+def test_tensorboard_gifs_are_off_by_default_and_tags_are_grouped(tmp_path: Path) -> None:
+    from dreamerv2_torch.logger import tb_tag
+
+    logger = Logger(tmp_path)
+    logger.video("eval_policy_image", np.zeros((3, 64, 64, 1), np.uint8))
+    logger.scalar("eval_return", 1.0)
+    logger.write(10)
+    logger.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    events.Reload()
+    assert events.Tags()["images"] == [] and events.Tags()["scalars"] == ["eval/eval_return"]
+    assert list((tmp_path / "videos" / "eval_policy_image").glob("*.mp4"))
+    groups = {name: tb_tag(name).split("/")[0] for name in (
+        "train_return", "fps", "eval_return", "model_loss", "image_loss", "image_mse",
+        "kl_loss", "post_ent", "actor_loss", "critic_loss", "reward_mean", "actor_grad_norm",
+        "train_total_steps", "eval_loaded_episodes", "train_openl_image", "achievement_wood")}
+    assert groups == {
+        "train_return": "train", "fps": "train", "eval_return": "eval",
+        "model_loss": "world_model", "image_loss": "world_model", "image_mse": "world_model",
+        "kl_loss": "world_model", "post_ent": "world_model", "actor_loss": "actor_critic",
+        "critic_loss": "actor_critic", "reward_mean": "actor_critic",
+        "actor_grad_norm": "actor_critic", "train_total_steps": "replay",
+        "eval_loaded_episodes": "replay", "train_openl_image": "world_model",
+        "achievement_wood": "train"}
+
+
+def test_small_frames_are_enlarged_and_open_loop_videos_labelled(tmp_path: Path) -> None:
+    logger = Logger(tmp_path, tensorboard=False)
+    minatar = np.zeros((4, 10, 10, 1), np.uint8)
+    minatar[:, 3, 4] = 255
+    logger.video("policy_image", minatar)
+    openl = np.zeros((4, 3 * 10, 6 * 10, 1), np.uint8)  # rows truth/model/error, 6 columns
+    logger.video("train_openl_image", openl)
+    logger.write(5)
+    frames = imageio.mimread(tmp_path / "videos" / "policy_image" / "5.mp4")
+    assert frames[0].shape == (80, 80, 3)  # 10x10 → 70x70 (nearest) → padded to 80x80
+    block = frames[0][3 * 7 : 4 * 7, 4 * 7 : 5 * 7, 0]
+    assert block[1:-1, 1:-1].min() > 200  # one pixel became a sharp 7x7 block, not a smear
+    frames = imageio.mimread(tmp_path / "videos" / "train_openl_image" / "5.mp4")
+    assert frames[0].shape[:2] == (224, 464)  # 210x420 plus a 44-pixel label column, padded
+    assert frames[0][:210, :44].max() > 100 and frames[0][:210, 44:420].max() < 30
 
 
 def test_video_shape_is_checked(tmp_path: Path) -> None:
@@ -139,17 +186,20 @@ def test_video_with_object_layers_is_colourised(tmp_path):
 def test_progress_prints_plain_lines_when_not_a_terminal(capsys) -> None:
     # Under pytest stderr is not a terminal: tqdm disables the bar, and one plain line is printed
     # per `every` frames (what a nohup'd or cluster run shows in its log), plus one at close.
-    progress = Progress(2000, initial_frames=0, every=1000)
-    progress.update(500)  # no metrics: no line
-    progress.update(600, {"train_return": 1.0})  # before `every` frames: no line
-    progress.update(1000, {"train_return": 3.0, "model_loss": 12.5, "fps": 9.0, "ignored": 1.0})
-    progress.update(1000, {"eval_return": 2.0})  # eval at the same frames: no second line
-    progress.update(1500)
+    progress = Progress(4000, initial_frames=0, every=1000)
+    progress.update(1000, {"train_return": -21.0})  # random prefill: no ETA from its rate
+    progress.restart_rate()  # training starts
+    progress.update(1500)  # no metrics: no line
+    progress.update(1600, {"train_return": 1.0})  # before `every` more frames: no line
+    progress.update(2000, {"train_return": 3.0, "model_loss": 12.5, "fps": 9.0, "ignored": 1.0})
+    progress.update(2000, {"eval_return": 2.0})  # eval at the same frames: no second line
+    progress.update(2500)
     progress.close()
-    first, last = capsys.readouterr().err.strip().splitlines()
-    assert first.startswith("train 1.00k/2.00k frames (50.0%)")
+    prefill, first, last = capsys.readouterr().err.strip().splitlines()
+    assert prefill.startswith("train 1.00k/4.00k frames (25.0%) prefill ") and "ETA" not in prefill
+    assert first.startswith("train 2.00k/4.00k frames (50.0%)")
     assert "frames/s ETA" in first and first.endswith("train_return=3 model_loss=12.5")
-    assert last.startswith("train 1.50k/2.00k frames (75.0%)") and "eval_return=2" in last
+    assert last.startswith("train 2.50k/4.00k frames (62.5%)") and "eval_return=2" in last
     assert "fps" not in first + last  # one speed figure per line
 
 

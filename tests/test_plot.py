@@ -34,6 +34,8 @@ def make_runs(root: Path) -> None:
 def test_bin_curve_edges():
     xs, ys = bin_curve(np.array([1e4, 2e4, 2.5e4, 3e4, 6e4]), np.array([1, 2, 3, 4, 5.0]), 1e4)
     np.testing.assert_array_equal(xs, [1e4, 2e4, 3e4, 4e4, 5e4, 6e4])
+    xs, _ = bin_curve(np.array([1e4, 5.5e4]), np.array([1, 2.0]), 1e4)
+    assert xs[-1] == 5.5e4  # the last point at the run's real frames
     np.testing.assert_array_equal(ys, [1, 2, 3.5, np.nan, np.nan, 5])
 
 
@@ -44,12 +46,13 @@ def test_plot_writes_png_and_hand_binned_json(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     records = json.loads(out.with_suffix(".json").read_text())
     per_seed = {r["seed"]: r for r in records if r["method"] == "dreamerv2-torch"}
-    assert per_seed["0"]["xs"] == [1e6, 2e6, 3e6] and per_seed["0"]["ys"] == [-20, -15, -10]
+    # Right bin edges, except the last point of a run: drawn at its real frames (2.5e6, not 3e6).
+    assert per_seed["0"]["xs"] == [1e6, 2e6, 2.5e6] and per_seed["0"]["ys"] == [-20, -15, -10]
     assert per_seed["1"]["ys"] == [-20, None, -16]
-    assert per_seed["2"]["xs"] == [1e6] and per_seed["2"]["ys"] == [-21]
+    assert per_seed["2"]["xs"] == [9e5] and per_seed["2"]["ys"] == [-21]
     mean = per_seed["mean"]
     # Padded seeds: [-20, -15, -10], [-20, nan, -16], [-21, -21, -21]; nan-mean and std over them.
-    assert mean["xs"] == [1e6, 2e6, 3e6] and mean["seeds"] == 3
+    assert mean["xs"] == [1e6, 2e6, 2.5e6] and mean["seeds"] == 3
     assert mean["ys"] == pytest.approx([-61 / 3, -18, -47 / 3])
     third = [-10 + 47 / 3, -16 + 47 / 3, -21 + 47 / 3]
     std0 = math.sqrt(2 * (1 / 3) ** 2 + (2 / 3) ** 2) / math.sqrt(3)
@@ -92,4 +95,6 @@ def test_train_episodes_switch(tmp_path):
     out = tmp_path / "c.png"
     assert plot_main([str(run), "-o", str(out), "--episodes", "train", "--no-official"]) == 0
     (mean,) = [r for r in json.loads(out.with_suffix(".json").read_text()) if r["seed"] == "mean"]
-    assert mean["ys"] == [-20.0]
+    # A 600k-frame run gets 10k-frame bins (not one 1M-frame point): the episodes where they are.
+    points = [(x, y) for x, y in zip(mean["xs"], mean["ys"], strict=True) if y is not None]
+    assert points == [(5e5, -21.0), (6e5, -19.0)]

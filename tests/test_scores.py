@@ -135,7 +135,8 @@ def test_frame_budget_bin_selection():
     assert run_score(early, 4e5) is None
     wide = run_score(early, 2e6, bin_frames=2e6)
     assert wide.score == pytest.approx(7 / 3)
-    games = seed_mean_scores([r, early], 5e6)["m"]["atari_pong"]
+    early_seed1 = run("atari_pong", [5e5, 1.5e6, 1.7e6], [1.0, 2.0, 4.0], seed="1")
+    games = seed_mean_scores([r, early_seed1], 5e6)["m"]["atari_pong"]
     assert (games.seeds, games.short_seeds, games.min_end_frames) == (2, 2, 2e6)
 
 

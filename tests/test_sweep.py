@@ -54,3 +54,14 @@ def test_sweep_retries_a_killed_run_and_it_resumes(tmp_path):
         (0, "done", 1, 200), (1, "done", 2, 200)]
     assert "eval_return" in out.stdout and "Sweep done: 2 of 2" in out.stdout
     assert (root / "curves.png").stat().st_size > 0 and (root / "curves.json").exists()
+
+
+def test_run_folders_have_no_colon(tmp_path):
+    import argparse
+
+    from dreamerv2_torch.sweep import _plan
+
+    args = argparse.Namespace(tasks="gym:CartPole-v1", seeds="2", root=str(tmp_path), preset=[])
+    runs = _plan(args, ["--preset", "debug"])
+    assert [r["logdir"] for r in runs] == [str(tmp_path / "gym-CartPole-v1" / s) for s in "01"]
+    assert all(":" not in r["log"] for r in runs)

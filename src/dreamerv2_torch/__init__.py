@@ -6,10 +6,17 @@ with ``act(obs, state)`` (`trained.py`), ``evaluate(logdir, env=..., episodes=..
 so importing the package does not import torch.
 """
 
+import os
 from typing import Any
 
-from .config import Config
-from .presets import resolve
+# issue 8: OpenMP threads that sleep while they wait instead of spinning. With torch's default
+# (spin, one thread per core) an update on a 2-core machine with one other busy process took over
+# 20 s instead of 1.6 s (docs/performance.md). It must be set before torch loads libgomp, so here,
+# on the package's first import; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import Config  # noqa: E402
+from .presets import resolve  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Config", "evaluate", "load", "resolve", "train"]

@@ -22,30 +22,101 @@ commands:
   plot      learning curves of run directories beside the official ones
   presets   list the presets and their values
 
-Run `dreamerv2-torch COMMAND --help` for the options of a command.
+Run `dreamerv2-torch COMMAND --help` for the options of a command; `--version` prints the
+version.
 """
 
 
-def _split_presets(argv: list[str]) -> tuple[list[str], list[str]]:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--preset", "--presets", "--configs", nargs="+", action="extend",
-                        default=[])
+TRAIN_HELP = """Train DreamerV2, or resume the run in --logdir (`train --logdir DIR` alone resumes
+it with its saved config.yaml).
+
+start here:
+  --preset NAME [NAME ...]  presets applied in order over the defaults (`--preset atari small`):
+{presets}
+  --config FILE.yaml        a config file (e.g. a run's config.yaml, or a few nested or dotted
+                            keys) applied after the presets and before the flags below
+  --task, --logdir, --steps, --seed, --device   the usual fields (all are listed below)
+
+advanced (speed switches; `auto` is the measured best for the device, see
+docs/performance.md): --threads, --precision, --jit, --malloc_reuse, --conv_matmul,
+--policy_fp32, --batched_grads.
+"""
+
+
+def _split_presets(argv: list[str]) -> tuple[list[str], list[str | None], list[str]]:
+    """(preset names, --config files, the remaining arguments for tyro)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--preset", "--presets", nargs="+", action="extend", default=[])
+    parser.add_argument("--config", action="append", default=[])
     known, rest = parser.parse_known_args(argv)
     names = [n for item in known.preset for n in item.split(",") if n]
-    return names, rest
+    return names, known.config, rest
+
+
+def _logdir(argv: list[str]) -> str | None:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--logdir")
+    return parser.parse_known_args(argv)[0].logdir
+
+
+def load_config_file(path: str, base):
+    """`base` with the keys of a YAML file applied (nested sections or dotted keys)."""
+    from pathlib import Path
+
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise presets.ConfigError(f"--config {path}: no such file")
+    try:
+        tree = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise presets.ConfigError(f"--config {path} is not valid YAML: "
+                                  f"{str(error).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise presets.ConfigError(f"--config {path} does not hold a mapping of config keys")
+    flat: dict = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[prefix + str(key)] = value
+
+    walk(tree, "")
+    try:
+        return presets.apply(base, flat)
+    except presets.ConfigError as error:
+        raise presets.ConfigError(f"--config {path}: {error}") from None
 
 
 def parse_train_args(argv: list[str]):
     """argv → resolved, validated Config (raises SystemExit on --help or bad flags)."""
+    from pathlib import Path
+
     import tyro
 
     from .config import Config
 
-    names, rest = _split_presets(argv)
-    base = presets.resolve(names)
+    names, files, rest = _split_presets(argv)
+    if "-h" in rest or "--help" in rest:
+        lines = "\n".join(f"      {name:12s} {presets.PURPOSES.get(name, '')}"
+                          for name in presets.PRESETS)
+        print(TRAIN_HELP.format(presets=lines))
+    logdir = _logdir(rest)
+    saved = Path(logdir).expanduser() / "config.yaml" if logdir else None
+    if not names and not files and saved is not None and saved.is_file():
+        # `train --logdir DIR` alone: resume with the run's own config (flags still apply).
+        base = presets.load(saved)
+        print(f"Using the saved config of {logdir} ({saved}).", flush=True)
+    else:
+        base = presets.resolve(names)
+        for file in files:
+            base = load_config_file(file, base)
     config = tyro.cli(Config, args=rest, default=base, prog="dreamerv2-torch train",
-                      description=(f"Train DreamerV2. Presets given: {names or ['defaults']}; "
-                                   f"available: {', '.join(presets.PRESETS)}."),
+                      description=(f"Presets given: {names or ['defaults']}; the values below "
+                                   "are those after the presets."),
                       config=(tyro.conf.FlagConversionOff,), use_underscores=True)
     presets.validate(config)
     return config
@@ -53,12 +124,14 @@ def parse_train_args(argv: list[str]):
 
 def train_main(argv: list[str]) -> int:
     from . import checkpoint
+    from .envs.dmc import RenderingError
     from .loop import train
 
     try:
         config = parse_train_args(argv)
         result = train(config)
-    except (presets.ConfigError, checkpoint.CheckpointError, ValueError) as error:
+    except (presets.ConfigError, checkpoint.CheckpointError, ValueError, RenderingError,
+            ImportError) as error:  # ImportError: a missing extra, with its pip command
         print(f"error: {error}", file=sys.stderr)
         return 2
     state = "stopped at" if result["stopped"] else "finished at"
@@ -67,8 +140,17 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
+def _show(value) -> str:
+    """Integral floats as integers (5e7 → 50000000), tuples as lists of the same."""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
 def presets_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dreamerv2-torch presets")
+    parser = argparse.ArgumentParser(prog="dreamerv2-torch presets", allow_abbrev=False)
     parser.add_argument("names", nargs="*", help="presets to show (default: all)")
     args = parser.parse_args(argv)
     for name in args.names or list(presets.PRESETS):
@@ -76,14 +158,31 @@ def presets_main(argv: list[str]) -> int:
             print(f"error: unknown preset '{name}' ({', '.join(presets.PRESETS)})",
                   file=sys.stderr)
             return 2
-        print(f"{name}:")
+        print(f"{name}: {presets.PURPOSES.get(name, '')}")
         for key, value in presets.PRESETS[name].items():
-            print(f"  {key}: {value}")
+            print(f"  {key}: {_show(value)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`dreamerv2-torch presets | head`): no traceback. Point stdout
+        # at devnull so that the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--version":
+        from . import __version__
+
+        print(f"dreamerv2-torch {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2

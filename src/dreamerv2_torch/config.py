@@ -160,7 +160,8 @@ class Config:
     """torch.compile the imagination step (a ~5% faster update on CPU after a ~16 s compile;
     needs a C++ compiler; other parts measured no faster). Off by default."""
     threads: int = 0
-    """torch intra-op threads (0 = torch's default, the number of cores)."""
+    """torch intra-op threads (0 = torch's default, the number of cores; OpenMP threads sleep
+    while waiting unless OMP_WAIT_POLICY is set, see the README)."""
     malloc_reuse: Switch = "auto"
     """Keep freed heap memory for reuse (glibc mallopt) instead of unmapping big blocks, so the
     update's large CPU tensors do not page-fault afresh every step. auto = on for CPU on Linux.
@@ -225,6 +226,13 @@ class Config:
     """Reward transform applied inside the agent (the stored rewards stay raw)."""
     log_keys_video: tuple[str, ...] = ("image",)
     """Observation keys written as policy and open-loop videos."""
+    # issue 8: outputs (docs/metrics.md)
+    tensorboard_videos: bool = False
+    """Also write every video into TensorBoard as an animated GIF (large: a debug Pong run wrote
+    15 MB of events in 75 s); the mp4 files in videos/ are always written."""
+    wandb: Literal["off", "online", "offline"] = "off"
+    """Mirror scalars and videos to Weights & Biases (needs `pip install wandb`); offline
+    writes a local run that `wandb sync` uploads later."""
 
     # ---- world model ----
     eval_state_mean: bool = False

@@ -161,8 +161,11 @@ def _play(config: Config, envs, state: dict, path: Path, logdir: Path, episodes:
 
 def eval_main(argv: list[str] | None = None) -> int:
     """`dreamerv2-torch eval --logdir DIR [--episodes N] ...`; exit 2 on a bad run/checkpoint."""
+    from .envs.dmc import RenderingError
+
     parser = argparse.ArgumentParser(
         prog="dreamerv2-torch eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
         description="Play evaluation episodes (mode policy) with a checkpoint of a run; append "
                     "them to its scores.jsonl and save videos of the best and worst episode.")
     parser.add_argument("--logdir", required=True, help="the run directory")
@@ -178,7 +181,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(args.logdir, args.episodes, args.checkpoint, args.seed, args.video,
                           args.device, verbose=True)
-    except (ValueError, ImportError, ckpt.CheckpointError) as error:  # ours, config, device, env
+    except (ValueError, ImportError, ckpt.CheckpointError, RenderingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{result['task']}, {Path(result['checkpoint']).name} at step {result['step']} "

@@ -1,4 +1,5 @@
-"""Run outputs (spec §7.1–7.3): metrics.jsonl, scores.jsonl, TensorBoard, videos, progress bar.
+"""Run outputs (spec §7.1–7.3): metrics.jsonl, scores.jsonl, TensorBoard, videos (the progress
+bar lives in `progress.py`).
 
 Official counterpart: ``dreamerv2/common/logger.py``. numpy + stdlib + tensorboard/imageio/Pillow/
 tqdm, never torch. TensorBoard events are written with tensorboard's own ``EventFileWriter`` and
@@ -7,12 +8,19 @@ imports torch whenever it is installed.
 
 Files in the logdir, all appended to (a resumed run never truncates them):
 
-* ``metrics.jsonl``: one object per ``write(step)`` with ``"step"`` (frames) and the mean of every
-  scalar added since the previous write; non-finite means are written as ``null``
-  (``json.dumps`` would write the invalid token ``NaN``); TensorBoard gets the raw value.
-* ``scores.jsonl``: one object per finished episode (``mode``, ``return``, ``length``, ``frames``).
-* ``videos/<name>/<frames>.mp4`` (H.264, grayscale as RGB, padded to multiples of 16) plus an
-  animated-GIF image summary per video in TensorBoard (spec §7.2; no moviepy needed).
+* ``metrics.jsonl``: one object per ``write(step)`` with ``"step"`` (frames), ``"time"`` (Unix
+  seconds of the write) and the mean of every scalar added since the previous write; non-finite
+  means are written as ``null`` (``json.dumps`` would write the invalid token ``NaN``);
+  TensorBoard gets the raw value under a grouped tag (`tb_tag`: ``train/``, ``eval/``,
+  ``world_model/``, ``actor_critic/``, ``replay/``). docs/metrics.md explains every metric.
+* ``scores.jsonl``: one object per finished episode (``mode``, ``return``, ``length``, ``frames``,
+  ``time``).
+* ``videos/<name>/<frames>.mp4`` (H.264, grayscale as RGB, padded to multiples of 16; frames
+  smaller than 64 pixels, e.g. MinAtar's 10×10, enlarged by nearest neighbour; open-loop videos
+  get a truth / model / error label column), and, only with ``tensorboard_videos``, an
+  animated-GIF image summary per video in TensorBoard (spec §7.2; GIFs are large).
+* ``trackers``: optional mirrors (e.g. `tracking.WandbTracker`) that get the same scalars and
+  videos at every write.
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ import io
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,7 +40,8 @@ import numpy as np
 from PIL import Image
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
-from tqdm import tqdm
+
+from .progress import Progress  # noqa: F401 - re-exported: the training loop's progress bar
 
 
 def _plain(value: Any) -> Any:
@@ -108,13 +116,59 @@ def _gif(frames: np.ndarray, fps: int) -> bytes:
     return buffer.getvalue()
 
 
+_GROUPS = (  # (TensorBoard group, name patterns); the first match wins
+    ("replay", ("train_loaded_", "train_total_", "eval_loaded_", "eval_total_")),
+    ("world_model", ("model_", "kl_", "prior_ent", "post_ent", "train_openl_", "eval_openl_")),
+    ("eval", ("eval_", "sum_eval_", "max_eval_")),
+    ("actor_critic", ("actor_", "critic", "reward_mean", "reward_std")),
+    ("train", ("train_", "sum_train_", "max_train_", "fps", "achievement_", "crafter_score")),
+)
+
+
+def tb_tag(name: str) -> str:
+    """The TensorBoard tag of a metric: ``group/name`` (metrics.jsonl keeps the plain name)."""
+    for group, prefixes in _GROUPS:
+        if name.startswith(prefixes):
+            return f"{group}/{name}"
+    if name.endswith(("_loss", "_mse")):  # decoder heads: image_loss, image_mse, reward_loss, ...
+        return f"world_model/{name}"
+    return name
+
+
+def _upscale(frames: np.ndarray, panel: tuple[int, int], minimum: int = 64) -> np.ndarray:
+    """Enlarge by an integer factor (nearest neighbour) so a panel is >= `minimum` pixels:
+    MinAtar's 10x10 frames become 70x70 blocks instead of a 16x16 smear in the encoder."""
+    factor = math.ceil(minimum / max(1, min(panel)))
+    if factor <= 1:
+        return frames
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def _label_rows(frames: np.ndarray, labels: Sequence[str], width: int = 44) -> np.ndarray:
+    """A label column left of equal-height rows (open-loop videos: truth / model / error)."""
+    from PIL import ImageDraw
+
+    height, channels = frames.shape[1], frames.shape[-1]
+    column = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(column)
+    rows = len(labels)
+    for i, label in enumerate(labels):
+        draw.text((3, i * height // rows + height // (2 * rows) - 6), label, fill=255)
+    strip = np.asarray(column)[None, :, :, None].repeat(channels, axis=-1)
+    strip = np.broadcast_to(strip, (frames.shape[0], height, width, channels))
+    return np.concatenate([strip, frames], axis=2)
+
+
 class Logger:
     """Collects scalars and videos between writes and sends them to every output at ``write``."""
 
-    def __init__(self, logdir: Path, *, tensorboard: bool = True, video_fps: int = 20):
+    def __init__(self, logdir: Path, *, tensorboard: bool = True, video_fps: int = 20,
+                 tensorboard_videos: bool = False, trackers: Sequence[Any] = ()):
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.video_fps = int(video_fps)
+        self.tensorboard_videos = tensorboard_videos
+        self.trackers = list(trackers)
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._videos: dict[str, np.ndarray] = {}
@@ -138,19 +192,32 @@ class Logger:
                 raise ValueError(f"{name!r}: expected a scalar or a video, got {array.shape}")
 
     def video(self, name: str, frames: np.ndarray) -> None:
-        """Queue a video (uint8, or float in [0, 1]); the last one per name is written."""
-        self._videos[name] = _uint8_frames(frames, name).copy()
+        """Queue a video (uint8, or float in [0, 1]); the last one per name is written.
+
+        Open-loop videos (``*openl*``: rows truth, model, error; 6 columns) get their labels."""
+        frames = _uint8_frames(frames, name)
+        openl = "openl" in name and frames.shape[1] % 3 == 0
+        panel = (frames.shape[1] // 3, frames.shape[2] // 6) if openl else frames.shape[1:3]
+        frames = _upscale(frames, panel)
+        if openl:
+            frames = _label_rows(frames, ("truth", "model", "error"))
+        self._videos[name] = np.ascontiguousarray(frames)
 
     def write(self, step: int) -> dict[str, float]:
         """Flush everything added since the last write at x = ``step`` frames; returns scalars."""
         step = int(step)
         scalars = {k: self._sums[k] / self._counts[k] for k in self._sums}
         if scalars:
-            append_jsonl(self.logdir / "metrics.jsonl", {"step": step, **scalars})
-        values = [summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+            append_jsonl(self.logdir / "metrics.jsonl",
+                         {"step": step, "time": round(time.time(), 3), **scalars})
+        values = [summary_pb2.Summary.Value(tag=tb_tag(k), simple_value=v)
+                  for k, v in scalars.items()]
+        paths = {}
         for name, frames in self._videos.items():
-            self._write_mp4(name, frames, step)
-            if self._events is None:
+            path = self._write_mp4(name, frames, step)
+            if path is not None:
+                paths[tb_tag(name)] = path
+            if self._events is None or not self.tensorboard_videos:
                 continue
             height, width, channels = frames.shape[1:]
             image = summary_pb2.Summary.Image(
@@ -159,19 +226,22 @@ class Logger:
                 colorspace=channels,
                 encoded_image_string=_gif(frames, self.video_fps),
             )
-            values.append(summary_pb2.Summary.Value(tag=name, image=image))
+            values.append(summary_pb2.Summary.Value(tag=tb_tag(name), image=image))
         if self._events is not None and values:
             summary = summary_pb2.Summary(value=values)
             self._events.add_event(
                 event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
             )
             self._events.flush()
+        for tracker in self.trackers:
+            tracker.write(step, {tb_tag(k): v for k, v in scalars.items()}, paths,
+                          self.video_fps)
         self._sums, self._counts, self._videos = {}, {}, {}
         return scalars
 
-    def _write_mp4(self, name: str, frames: np.ndarray, step: int) -> None:
+    def _write_mp4(self, name: str, frames: np.ndarray, step: int) -> Path | None:
         if not _ffmpeg_available():  # issue 11: e.g. the offline GPU machine; GIFs still written
-            return
+            return None
         if frames.shape[-1] == 1:
             frames = np.repeat(frames, 3, axis=-1)
         # H.264 in yuv420p wants sizes divisible by the encoder's 16-pixel macro blocks; padding
@@ -183,16 +253,21 @@ class Logger:
         tmp = path.with_name(f".{path.stem}.part.mp4")  # renamed once complete
         imageio.mimwrite(tmp, np.pad(frames, pad), format="FFMPEG", fps=self.video_fps)
         os.replace(tmp, path)
+        return path
 
     def episode(
         self, *, mode: str, episode_return: float, length: int, frames: int, **extra: Any
     ) -> None:
         """Append one finished episode to ``scores.jsonl`` (return = sum of raw rewards)."""
         record = {"mode": mode, "return": float(episode_return), "length": int(length)}
-        append_jsonl(self.logdir / "scores.jsonl", {**record, "frames": int(frames), **extra})
+        append_jsonl(self.logdir / "scores.jsonl", {**record, "frames": int(frames),
+                                                    "time": round(time.time(), 3), **extra})
 
     def close(self) -> None:
         """Close TensorBoard's file; metrics not yet written are dropped (call ``write`` first)."""
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
         if self._events is not None:
             self._events.close()
             self._events = None
@@ -214,106 +289,6 @@ def _ffmpeg_available() -> bool:
                   "(TensorBoard GIFs still are); `pip install imageio-ffmpeg` to get them.",
                   flush=True)
     return _FFMPEG[0]
-
-
-class Progress:
-    """A tqdm bar over frames: position, rate, ETA and a few key metrics.
-
-    The bar goes to stderr. With ``disable=None`` tqdm turns it off when stderr is not a terminal
-    (nohup, a cluster job); then plain lines are printed instead, one per ``every`` frames (the
-    run's ``log_every``; an ``update`` that brings metrics after that many frames prints it) and a
-    last one at ``close``. Each line holds frames, one smoothed rate (an exponential average over
-    the intervals between lines, so an evaluation phase does not print ``0 frames/s``), the ETA
-    from that rate and the key metrics. ``restart_rate`` starts the rate afresh (after the random
-    prefill, whose rate says nothing about training). ``disable=True`` prints nothing.
-    """
-
-    KEYS = ("train_return", "eval_return", "model_loss", "image_mse")
-    SMOOTHING = 0.3  # weight of the newest interval in the rate average
-
-    def __init__(
-        self,
-        total_frames: int,
-        initial_frames: int = 0,
-        *,
-        keys: Sequence[str] = KEYS,
-        disable: bool | None = None,
-        desc: str = "train",
-        every: int = 0,
-    ):
-        self.keys = tuple(keys)
-        self._postfix: dict[str, str] = {}
-        self._frames = int(initial_frames)  # a disabled tqdm does not count, so count here
-        self._bar = tqdm(
-            total=int(total_frames),
-            initial=int(initial_frames),
-            desc=desc,
-            unit="frame",
-            unit_scale=True,
-            dynamic_ncols=True,
-            smoothing=0.05,
-            disable=disable,
-        )
-        # tqdm's own "not a terminal" decision; an explicit disable=True means silence.
-        self._lines = disable is None and self._bar.disable
-        self._total, self._desc, self._every = int(total_frames), desc, int(every)
-        self._last_line = self._frames  # frames at the last printed line
-        self._rate: float | None = None  # smoothed frames per second
-        self.restart_rate()
-
-    @property
-    def frames(self) -> int:
-        """The current position in frames."""
-        return self._frames
-
-    def restart_rate(self) -> None:
-        """Measure the rate from now on (a resume, or the end of the random prefill)."""
-        self._mark = (time.monotonic(), self._frames)
-        self._rate = None
-
-    def update(self, frames: int, metrics: Mapping[str, Any] | None = None) -> None:
-        """Move to the absolute position ``frames``; show the key metrics found in ``metrics``."""
-        if frames > self._frames:
-            self._bar.update(int(frames) - self._frames)
-            self._frames = int(frames)
-        shown = {k: float(v) for k, v in (metrics or {}).items() if k in self.keys}
-        if shown:
-            self._postfix.update({k: f"{v:.4g}" for k, v in shown.items()})
-            self._postfix = {k: self._postfix[k] for k in self.keys if k in self._postfix}
-            self._bar.set_postfix(self._postfix, refresh=False)
-            if self._lines and self._frames >= self._last_line + max(self._every, 1):
-                self._print_line()
-
-    def _measure(self) -> float | None:
-        now = time.monotonic()
-        start, start_frames = self._mark
-        if self._frames > start_frames and now > start:
-            rate = (self._frames - start_frames) / (now - start)
-            self._rate = rate if self._rate is None else (
-                self.SMOOTHING * rate + (1 - self.SMOOTHING) * self._rate)
-            self._mark = (now, self._frames)
-        return self._rate
-
-    def _print_line(self) -> None:
-        rate = self._measure()
-        self._last_line = self._frames
-        speed = ""
-        if rate:
-            remaining = max(self._total - self._frames, 0)
-            speed = f" {rate:.0f} frames/s ETA {tqdm.format_interval(remaining / rate)}"
-        percent = 100 * self._frames / max(self._total, 1)
-        metrics = " ".join(f"{k}={v}" for k, v in self._postfix.items())
-        print(
-            f"{self._desc} {tqdm.format_sizeof(self._frames)}/{tqdm.format_sizeof(self._total)}"
-            f" frames ({percent:.1f}%){speed} {metrics}".rstrip(),
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def close(self) -> None:
-        if self._lines and self._frames > self._last_line:
-            self._print_line()  # where the run ended
-        self._bar.close()
 
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

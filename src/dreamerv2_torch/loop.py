@@ -10,6 +10,7 @@ checkpoint]. Per training step: count, store, train every `train_every` steps, l
 from __future__ import annotations
 
 import functools
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import presets
+from . import presets, tracking
 from .agent import Agent
 from .config import Config
 from .driver import SerialEnvs
@@ -77,6 +78,7 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
           progress: bool = True) -> dict:
     """Train, or resume the run in `config.logdir`. Returns the final counters."""
     presets.validate(config)
+    tracking.check_available(config)  # issue 8: an optional tracker's install hint, early
     run = open_rundir(config)  # validates the logdir; writes nothing yet
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -103,14 +105,16 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     print(f"Task {config.task}, device {agent.device}, "
           f"{'bfloat16 autocast' if agent.bf16 else 'float32'}"
           f"{' (no native bf16 here)' if config.precision == 16 and not agent.bf16 else ''}, "
-          f"threads {torch.get_num_threads()}, "
+          f"threads {torch.get_num_threads()} (OpenMP wait policy "
+          f"{os.environ.get('OMP_WAIT_POLICY', 'default').lower()}), "
           f"{params / 1e6:.2f}M trainable parameters, logdir {logdir}.", flush=True)
     loop = Loop(config, agent, train_envs, eval_env, train_replay, eval_replay, rng, logdir)
     if run.checkpoint is not None:
         loop.restore(run.checkpoint)
     else:
         loop.step = train_replay.stats["total_steps"]
-    logger = Logger(logdir)
+    logger = Logger(logdir, tensorboard_videos=config.tensorboard_videos,
+                    trackers=tracking.make_trackers(config, logdir))
     bar = Progress(config.steps * config.action_repeat, loop.step * config.action_repeat,
                    disable=None if progress else True,
                    every=config.log_every * config.action_repeat)

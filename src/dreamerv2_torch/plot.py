@@ -58,7 +58,20 @@ def bin_curve(xs: np.ndarray, ys: np.ndarray, bin_frames: float) -> tuple[np.nda
     counts = np.bincount(index)[1:]
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return np.arange(1, len(means) + 1) * bin_frames, means
+    edges = np.arange(1, len(means) + 1) * bin_frames
+    # The last bin is drawn where the run really is, not at its right edge (issue 8: a 2k-frame
+    # run was drawn at 100k). Binned input sits on the edges, so it is unchanged.
+    edges[-1] = min(edges[-1], float(xs.max()))
+    return edges, means
+
+
+def auto_bin_frames(task: str, max_frames: float) -> float:
+    """The suite's bin width; for a run shorter than two such bins, a power of ten that gives it
+    at least ~10 bins (a 2k-frame run gets 100-frame bins, not one point at 100k)."""
+    width = default_bin_frames(task)
+    if 0 < max_frames <= 2 * width:
+        width = min(width, 10.0 ** math.floor(math.log10(max(max_frames / 10, 1.0))))
+    return width
 
 
 def pad_last(curves: Sequence[np.ndarray]) -> np.ndarray:
@@ -73,7 +86,8 @@ def pad_last(curves: Sequence[np.ndarray]) -> np.ndarray:
     return padded
 
 
-def _mean_record(task: str, method: str, xs: np.ndarray, curves: list[np.ndarray]) -> dict:
+def _mean_record(task: str, method: str, xs: np.ndarray, curves: list[np.ndarray],
+                 seeds: int | None = None) -> dict:
     stacked = pad_last(curves)  # (seeds, bins)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are expected gaps
@@ -85,7 +99,7 @@ def _mean_record(task: str, method: str, xs: np.ndarray, curves: list[np.ndarray
         "xs": xs[: stacked.shape[1]],
         "ys": mean,
         "std": std,
-        "seeds": len(curves),
+        "seeds": len(curves) if seeds is None else seeds,  # distinct config seeds
     }
 
 
@@ -97,10 +111,11 @@ def build_curves(
     tasks = sorted({r.task for r in runs})
     references = official_runs(tasks) if official else []  # one read of each package file
     for task in tasks:
-        width = bins or default_bin_frames(task)
         task_runs = [r for r in runs if r.task == task]
+        ours_max = max((float(r.xs.max()) for r in task_runs if len(r.xs)), default=0.0)
+        width = bins or auto_bin_frames(task, ours_max)
         for method in sorted({r.method for r in task_runs}):
-            curves, longest = [], np.zeros(0)
+            curves, longest, seeds = [], np.zeros(0), set()
             for run in (r for r in task_runs if r.method == method):
                 xs, ys = bin_curve(run.xs, run.ys, width)
                 if len(xs):
@@ -108,9 +123,10 @@ def build_curves(
                         {"task": task, "method": method, "seed": run.seed, "xs": xs, "ys": ys}
                     )
                     curves.append(ys)
+                    seeds.add(run.seed)
                     longest = xs if len(xs) > len(longest) else longest
             if curves:
-                records.append(_mean_record(task, method, longest, curves))
+                records.append(_mean_record(task, method, longest, curves, len(seeds)))
         reference = [r for r in references if r.task == task]
         if reference and all(r.method != "dreamerv2" for r in task_runs):
             limit = math.inf
@@ -131,12 +147,16 @@ def _jsonable(value):
     return value
 
 
+def legend_label(method: str, seeds: int) -> str:
+    return f"{method} ({seeds} seed{'' if seeds == 1 else 's'})"
+
+
 def draw(
     records: list[dict],
     path: Path,
     baselines: dict[str, dict[str, float]],
     ylabel: str = "eval return",
-) -> None:
+):
     """One panel per task: mean curves with std bands, reference curve, Atari baselines."""
     # Imported here: the scores command and the binning never need matplotlib.
     from matplotlib.figure import Figure
@@ -148,13 +168,13 @@ def draw(
     colors = {m: f"C{i % 10}" for i, m in enumerate(methods)} | {OFFICIAL_LABEL: "0.3"}
     cols = min(4, len(tasks))
     rows = math.ceil(len(tasks) / cols)
-    fig = Figure(figsize=(4 * cols, 3 * rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(6.5 * cols, 3 * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
     for ax, task in zip(axes, tasks, strict=False):
         for rec in (r for r in means if r["task"] == task):
             xs, ys, std = rec["xs"], rec["ys"], rec["std"]
             ok = np.isfinite(ys)  # bridge empty bins instead of breaking the line
-            label = f"{rec['method']} ({rec['seeds']} seeds)"
+            label = legend_label(rec["method"], rec["seeds"])
             ax.plot(
                 xs[ok],
                 ys[ok],
@@ -184,17 +204,20 @@ def draw(
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_frames(x)))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        # Beside the panel, never over the curves or the baseline lines.
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def plot_main(argv: list[str] | None = None) -> int:
     """`dreamerv2-torch plot RUN_DIRS... -o curves.png`: learning curves and their binned JSON."""
     prog, defaults = "dreamerv2-torch plot", argparse.ArgumentDefaultsHelpFormatter
     about = "Learning curves of runs against frames, beside the official DreamerV2 curves."
-    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults)
+    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults,
+                                     allow_abbrev=False)
     inputs_help = "run directories, their parents, official-format JSON files"
     parser.add_argument("inputs", nargs="+", metavar="RUN_DIRS", help=inputs_help)
     parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="PNG path")

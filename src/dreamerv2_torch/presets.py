@@ -118,7 +118,8 @@ PURPOSES: dict[str, str] = {
 # Fields that may change when a run is resumed; any other difference is an incompatible config.
 RESUMABLE = {"logdir", "steps", "log_every", "eval_every", "eval_eps", "log_keys_video", "device",
              "precision", "jit", "threads", "malloc_reuse", "conv_matmul", "batched_grads",
-             "policy_fp32", "prefetch", "compile_loops"}
+             "policy_fp32", "prefetch", "compile_loops",  # issue 11: the last two
+             "tensorboard_videos", "wandb"}  # issue 8: the last two
 
 
 class ConfigError(ValueError):

@@ -64,6 +64,46 @@ class Run:
     ys: np.ndarray
     mode: str = "eval"  # which episodes the curve comes from: "eval" or "train"
     source: str = field(default="", compare=False)
+    # issue 8: how an Atari run's config departs from the paper's protocol (empty: it follows it).
+    deviations: tuple[str, ...] = field(default=(), compare=False)
+
+
+# The paper's Atari protocol (spec §5.1, §6, §10) as config values; `paper_deviations` names every
+# one a run's config.yaml sets otherwise (keys it lacks are not judged). Sticky actions (p = 0.25)
+# are not a config field: `atari_*` envs always use them.
+PAPER_ATARI = {
+    "time_limit": 27000, "action_repeat": 4, "atari_all_actions": True,
+    "atari_grayscale": True, "render_size": [64, 64], "rssm.deter": 600, "rssm.hidden": 600,
+    "rssm.stoch": 32, "rssm.discrete": 32, "encoder.cnn_depth": 48, "dataset.batch": 50,
+}
+_PROTOCOL_NAMES = {"time_limit": "time limit", "atari_all_actions": "all 18 actions",
+                   "action_repeat": "action repeat", "dataset.batch": "batch size"}
+
+
+def paper_deviations(config: dict[str, Any]) -> tuple[str, ...]:
+    """`key value (paper: value)` for each protocol field of an Atari config that differs."""
+    out = []
+    for key, paper in PAPER_ATARI.items():
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        value = list(node) if isinstance(node, (list, tuple)) else node
+        if value != paper:
+            out.append(f"{_PROTOCOL_NAMES.get(key, key)} {value} (paper {paper})")
+    return tuple(out)
+
+
+def observation_kind(config: dict[str, Any]) -> str:
+    """'pixels', 'proprio' or '' (both / unknown), from the encoder's key regexes."""
+    encoder = config.get("encoder") or {}
+    cnn, mlp = encoder.get("cnn_keys"), encoder.get("mlp_keys")
+    if cnn == "$^" and mlp not in (None, "$^"):
+        return "proprio"
+    if mlp == "$^" and cnn not in (None, "$^"):
+        return "pixels"
+    return ""
 
 
 def canonical_task(task: str) -> str:
@@ -143,7 +183,12 @@ def load_run(path: str | Path, method: str = DEFAULT_METHOD, episodes: str = "ev
     mode, (xs, ys) = episodes, reader(file, episodes)
     if not xs and episodes == "eval":
         mode, (xs, ys) = "train", reader(file, "train")
-    return _make_run(config["task"], method, seed, xs, ys, mode=mode, source=str(path))
+    task = str(config["task"])
+    deviations = paper_deviations(config) if task.startswith("atari_") else ()
+    if task.startswith("dmc_") and (kind := observation_kind(config)):
+        method = f"{method} ({kind})"  # pixel and proprio runs are different methods
+    return _make_run(task, method, seed, xs, ys, mode=mode, source=str(path),
+                     deviations=deviations)
 
 
 def format_frames(frames: float) -> str:
@@ -161,14 +206,32 @@ def load_official(path_or_records: str | Path | list[dict[str, Any]]) -> list[Ru
     if isinstance(path_or_records, (str, Path)):
         source = str(path_or_records)
         with open(path_or_records, encoding="utf-8") as f:
-            records = json.load(f)
+            try:
+                records = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{source} is not valid JSON ({error}); expected a list of "
+                                 "{task, method, seed, xs, ys} records") from None
     if not isinstance(records, list):
         raise ValueError(f"{source}: expected a list of {{task, method, seed, xs, ys}} records")
-    return [
-        _make_run(r["task"], r["method"], r["seed"], r["xs"], r["ys"], source=source)
-        for r in records
-        if str(r.get("seed")) != "mean"
-    ]
+    runs = []
+    for number, r in enumerate(records):
+        where = f"{source}: record {number}"
+        if not isinstance(r, dict):
+            raise ValueError(f"{where} is not an object with task, method, seed, xs, ys")
+        if str(r.get("seed")) == "mean":
+            continue
+        if missing := [k for k in ("task", "method", "seed", "xs", "ys") if k not in r]:
+            raise ValueError(f"{where} lacks {', '.join(missing)} (official format: task, "
+                             "method, seed, xs, ys)")
+        if not (isinstance(r["xs"], list) and isinstance(r["ys"], list)
+                and len(r["xs"]) == len(r["ys"])):
+            raise ValueError(f"{where}: xs and ys must be lists of the same length")
+        try:
+            runs.append(_make_run(r["task"], r["method"], r["seed"], r["xs"], r["ys"],
+                                  source=source))
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: xs and ys must hold numbers") from None
+    return runs
 
 
 def load_package_json(name: str) -> Any:

@@ -19,6 +19,7 @@ All aggregation goes through plain `{task: score}` dicts, so baselines and runs 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -126,16 +127,22 @@ def seed_mean_scores(
     runs: Iterable[Run], frames: float, bin_frames: float = 1e6
 ) -> dict[str, dict[str, GameScore]]:
     """`{method: {task: GameScore}}`, averaging raw scores over seeds (step 2 of the recipe)."""
-    grouped: dict[str, dict[str, list[RunScore]]] = {}
+    # Seeds are counted from the runs' configs: two folders of the same seed are one seed (their
+    # scores are averaged first), not two.
+    grouped: dict[str, dict[str, dict[str, list[RunScore]]]] = {}
     for run in runs:
         if (scored := run_score(run, frames, bin_frames)) is not None:
-            grouped.setdefault(run.method, {}).setdefault(run.task, []).append(scored)
+            seeds = grouped.setdefault(run.method, {}).setdefault(run.task, {})
+            seeds.setdefault(run.seed, []).append(scored)
     result: dict[str, dict[str, GameScore]] = {}
     for method, tasks in grouped.items():
         result[method] = {}
-        for task, rs in sorted(tasks.items()):
-            score, short = float(np.mean([r.score for r in rs])), sum(r.is_short for r in rs)
-            result[method][task] = GameScore(score, len(rs), short, min(r.end_frames for r in rs))
+        for task, by_seed in sorted(tasks.items()):
+            per_seed = [float(np.mean([r.score for r in rs])) for rs in by_seed.values()]
+            flat = [r for rs in by_seed.values() for r in rs]
+            short = sum(any(r.is_short for r in rs) for rs in by_seed.values())
+            result[method][task] = GameScore(float(np.mean(per_seed)), len(by_seed), short,
+                                             min(r.end_frames for r in flat))
     return result
 
 
@@ -252,11 +259,30 @@ def render(report: dict, fmt: str = "text") -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _protocol(runs: list[Run], allow: bool) -> tuple[list[Run], bool]:
+    """Drop (or, with `allow`, rename loudly) runs whose config departs from the paper's."""
+    bad = [r for r in runs if r.deviations]
+    for run in bad:
+        verb = "MARKED" if allow else "skipped"
+        print(f"{verb}: {run.source or run.task} does not follow the paper's Atari protocol: "
+              f"{'; '.join(run.deviations)}", file=sys.stderr)
+    if not bad:
+        return runs, False
+    if not allow:
+        print("(pass --allow-nonstandard to score such runs, in rows of their own)",
+              file=sys.stderr)
+        return [r for r in runs if not r.deviations], True
+    marked = [dataclasses.replace(r, method=f"{r.method} [NOT the paper's protocol]")
+              if r.deviations else r for r in runs]
+    return marked, False
+
+
 def scores_main(argv: list[str] | None = None) -> int:
     """`dreamerv2-torch scores RUN_DIRS...`: Table 1 for our runs beside the paper's agents."""
     prog, defaults = "dreamerv2-torch scores", argparse.ArgumentDefaultsHelpFormatter
     about = "Atari Table 1 of the paper for our runs, beside official DreamerV2 and baselines."
-    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults)
+    parser = argparse.ArgumentParser(prog, description=about, formatter_class=defaults,
+                                     allow_abbrev=False)
     inputs_help = "run directories, their parents, official-format JSON files"
     parser.add_argument("inputs", nargs="+", metavar="RUN_DIRS", help=inputs_help)
     parser.add_argument("--frames", type=float, default="2e8", help="frame budget F")
@@ -266,6 +292,10 @@ def scores_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", default=",".join(DEFAULT_BASELINES), help=keys_help)
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     parser.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    parser.add_argument("--allow-nonstandard", action="store_true",
+                        help="include runs that depart from the paper's Atari protocol (marked)")
+    parser.add_argument("--allow-short", action="store_true",
+                        help="score runs that end before the budget at their last bin (marked)")
     args = parser.parse_args(argv)
     baselines = load_baselines()
     keys = [] if args.baselines == "none" else args.baselines.split(",")
@@ -280,15 +310,24 @@ def scores_main(argv: list[str] | None = None) -> int:
     if skipped := sorted({r.task for r in runs if r.task not in GAMES}):
         print(f"skipping tasks outside the paper's 55 Atari games: {skipped}", file=sys.stderr)
     runs = [r for r in runs if r.task in GAMES]
+    runs, refused = _protocol(runs, args.allow_nonstandard)
     ours = seed_mean_scores(runs, args.frames, args.bin_frames)
     if not ours:
         budget = format_frames(args.frames)
-        print(f"error: no Atari returns at or before {budget} frames", file=sys.stderr)
+        why = " that follow the paper's protocol" if refused else ""
+        print(f"error: no Atari returns{why} at or before {budget} frames", file=sys.stderr)
         return 2
     # Comparing a short run's last bin with 200M-frame numbers is rarely what was meant.
     end = min(g.min_end_frames for tasks in ours.values() for g in tasks.values())
     if end < args.frames - args.bin_frames:
-        print(f"note: some runs end at {end:g} frames; try --frames {end:g}", file=sys.stderr)
+        last = max(float(r.xs.max()) for r in runs if len(r.xs))
+        advice = (f"some runs end at {format_frames(end)} frames (the longest at "
+                  f"{format_frames(last)}), short of the {format_frames(args.frames)}-frame "
+                  f"budget: score them at their own budget (--frames {last:g})")
+        if not args.allow_short:
+            print(f"error: {advice}, or pass --allow-short to use their last bin", file=sys.stderr)
+            return 2
+        print(f"WARNING: {advice}; their last bin is used (marked *)", file=sys.stderr)
     official = official_runs({r.task for r in runs})
     report = build_report(runs, args.frames, args.bin_frames, keys, baselines, official)
     text = render(report, args.format)

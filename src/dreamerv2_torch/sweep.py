@@ -193,7 +193,10 @@ def _plan(args: argparse.Namespace, rest: list[str]) -> list[dict]:
     (root / "sweep").mkdir(parents=True, exist_ok=True)
     runs = []
     for task, seed in ((task, seed) for task in tasks for seed in seeds):
-        logdir, log = root / task / str(seed), root / "sweep" / f"{task}-{seed}.log"
+        # issue 8: `gym:CartPole-v1` → `gym-CartPole-v1`; a ':' breaks Windows paths and
+        # TensorBoard's `name:path` logdir spec.
+        folder = task.replace(":", "-")
+        logdir, log = root / folder / str(seed), root / "sweep" / f"{folder}-{seed}.log"
         flags = [*presets, "--task", task, "--seed", str(seed), "--logdir", str(logdir), *rest]
         kill = test_kill[1] if len(test_kill) == 2 and test_kill[0] == str(seed) else ""
         runs.append(dict(task=task, seed=seed, logdir=str(logdir), log=str(log), flags=flags,

@@ -40,19 +40,32 @@ from .base import FLAG_SPACES, Obs, Space, require, step_obs
 _ALIASES = {"cup": "ball_in_cup"}
 
 
+class RenderingError(RuntimeError):
+    """No headless OpenGL backend: one line with the install hint (docs/environments.md)."""
+
+
+def _gl_error(error: BaseException) -> RenderingError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return RenderingError(
+        f"dm_control could not load its OpenGL backend MUJOCO_GL="
+        f"{os.environ.get('MUJOCO_GL')!r} ({type(error).__name__}: {first}). Pixel DMC needs "
+        "headless OpenGL: `sudo apt-get install -y libegl1 libgl1-mesa-dri` (MUJOCO_GL=egl), or "
+        "MUJOCO_GL=osmesa with libosmesa6; proprio-only runs can set MUJOCO_GL=disabled")
+
+
 def _suite() -> ModuleType:
     # EGL must be chosen before dm_control (and mujoco's GL bindings) are first imported.
     os.environ.setdefault("MUJOCO_GL", "egl")
-    require("mujoco", "dmc")
-    require("dm_control", "dmc")
     try:  # importing the suite loads the OpenGL backend that MUJOCO_GL names
+        require("mujoco", "dmc")
+        require("dm_control", "dmc")
         from dm_control import suite
-    except (ImportError, RuntimeError, AttributeError) as error:
-        raise RuntimeError(
-            f"dm_control could not load its OpenGL backend MUJOCO_GL={os.environ['MUJOCO_GL']!r} "
-            f"({error}). Headless rendering needs EGL (Mesa's libegl1) or MUJOCO_GL=osmesa "
-            "(libosmesa6); proprio-only runs can set MUJOCO_GL=disabled."
-        ) from error
+    except ImportError as error:
+        if "pip install" in str(error):  # `require`'s hint for a missing extra
+            raise
+        raise _gl_error(error) from None
+    except (RuntimeError, AttributeError, OSError) as error:
+        raise _gl_error(error) from None
     return suite
 
 
@@ -111,6 +124,10 @@ class DMC:
             visual.global_.offheight, visual.global_.offwidth = self._size
             visual.quality.offsamples = 0
             visual.quality.shadowsize = 256
+            try:  # issue 8: fail here, before the training loop writes anything to the logdir
+                self._env.physics.render(*self._size, camera_id=self._camera)
+            except Exception as error:  # noqa: BLE001 - mujoco/OpenGL raise many types
+                raise _gl_error(error) from None
         action = self._env.action_spec()
         self._action_space = Space(
             tuple(action.shape),
