@@ -86,8 +86,8 @@ class Loop:
     # ---- phases ----
     def run(self) -> None:
         c = self.config
-        if self.step < c.prefill:
-            self.prefill()
+        if self.step < c.prefill or not self.train_replay.stats["loaded_episodes"]:
+            self.prefill()  # at least one stored episode, even with --prefill 0
         if not self.pretrained and not self.stop.flag:
             for _ in range(1 + c.pretrain):  # the official variable-creation update + pretrain
                 self.update()
