@@ -4,8 +4,10 @@ caught where it arises with one clear message."""
 import math
 import subprocess
 import sys
+import types
 import typing
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +15,12 @@ from hypothesis import strategies as st
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.config import flatten
+from dreamerv2_torch.driver import NonFiniteData
+from dreamerv2_torch.envs.base import check_one_hot
+from dreamerv2_torch.envs.dummy import DummyEnv
+from dreamerv2_torch.logger import read_jsonl
 from dreamerv2_torch.loop import train
+from dreamerv2_torch.runner import Loop, SkippedUpdates
 
 
 def test_eval_every_zero_is_refused_before_the_logdir_exists(tmp_path):
@@ -103,3 +110,81 @@ def test_small_loop_values_either_refuse_or_run(values, tmp_path_factory):
     result = train(config, progress=False)
     assert result["step"] >= config.steps
     assert torch.load(logdir / "checkpoint.pt", weights_only=True)["step"] == result["step"]
+
+
+# ---- non-finite data (bug 2) ----
+
+class BadAt(DummyEnv):
+    """dummy_vector that returns NaN in `key` at step `at` of episode `episode` (train envs)."""
+
+    def __init__(self, seed, mode, key="reward", at=30, episode=1):
+        super().__init__("vector", seed=seed, length=40)
+        self.key, self.at, self.bad_episode, self.mode = key, at, episode, mode
+        self.episodes = -1
+
+    def reset(self):
+        self.episodes += 1
+        return super().reset()
+
+    def step(self, action):
+        ob = super().step(action)
+        if self.mode == "train" and self.episodes == self.bad_episode and self._step == self.at:
+            ob[self.key] = np.full_like(ob[self.key], np.nan)
+        return ob
+
+
+def _tiny(logdir, **overrides):
+    return presets.resolve(["debug"], {"task": "api:BadAt", "threads": 1, "steps": 200,
+                                       "prefill": 40, "time_limit": 0, "logdir": str(logdir),
+                                       "checkpoint_every": 0, **overrides})
+
+
+def _stored_finite(logdir):
+    files = list((logdir / "train_episodes").glob("*.npz"))
+    for path in files:
+        with np.load(path) as ep:
+            assert all(np.isfinite(ep[k]).all() for k in ep.files if ep[k].dtype.kind == "f")
+    return len(files)
+
+
+@pytest.mark.parametrize("key", ["reward", "vector"])
+def test_nonfinite_data_stops_naming_env_key_and_step(tmp_path, key):
+    with pytest.raises(NonFiniteData, match=f"train env 0 returned non-finite {key} at step 30"):
+        train(_tiny(tmp_path / "run"), lambda seed, mode: BadAt(seed, mode, key), progress=False)
+    _stored_finite(tmp_path / "run")
+
+
+def test_nonfinite_data_can_drop_the_episode(tmp_path):
+    logdir = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="the episode is dropped"):
+        result = train(_tiny(logdir, nonfinite="drop"),
+                       lambda seed, mode: BadAt(seed, mode, "vector"), progress=False)
+    assert result["step"] == 200
+    assert _stored_finite(logdir) >= 3
+    metrics = read_jsonl(logdir / "metrics.jsonl")
+    assert max(m.get("dropped_episodes", 0) for m in metrics) == 1
+
+
+def test_nan_action_is_not_blamed_on_one_hot():
+    with pytest.raises(ValueError, match="non-finite"):
+        check_one_hot(np.array([np.nan, 0, 0, 0], np.float32), 4)
+
+
+def _loop_with_skips(limit):
+    opts = {name: types.SimpleNamespace(skipped=0) for name in ("model", "actor", "critic")}
+    agent = types.SimpleNamespace(**{f"{k}_opt": v for k, v in opts.items()})
+    loop = types.SimpleNamespace(agent=agent, updates=0, step=0, skipped_mark=({}, 0),
+                                 config=types.SimpleNamespace(skip_limit=limit, action_repeat=1))
+    loop.frames = 0
+    return loop, opts
+
+
+def test_skipped_updates_warn_and_then_stop():
+    loop, opts = _loop_with_skips(0.5)
+    Loop.check_skipped(loop)
+    loop.updates, opts["model"].skipped = 20, torch.tensor(3.0)  # a device tensor or an int
+    with pytest.warns(RuntimeWarning, match="3 of the last 20 world-model updates"):
+        Loop.check_skipped(loop)
+    loop.updates, opts["model"].skipped = 40, 18
+    with pytest.raises(SkippedUpdates, match="15 of the last 20 world-model updates"):
+        Loop.check_skipped(loop)
