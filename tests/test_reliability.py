@@ -1,12 +1,26 @@
 """Bad values, bad data, kills and stops (issue 9): each refused before anything is written, or
 caught where it arises with one clear message."""
 
+import math
 import subprocess
 import sys
+import types
+import typing
 
+import numpy as np
 import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dreamerv2_torch import presets
+from dreamerv2_torch.config import flatten
+from dreamerv2_torch.driver import NonFiniteData
+from dreamerv2_torch.envs.base import check_one_hot
+from dreamerv2_torch.envs.dummy import DummyEnv
+from dreamerv2_torch.logger import read_jsonl
+from dreamerv2_torch.loop import train
+from dreamerv2_torch.runner import Loop, SkippedUpdates
 
 
 def test_eval_every_zero_is_refused_before_the_logdir_exists(tmp_path):
@@ -20,3 +34,157 @@ def test_eval_every_zero_is_refused_before_the_logdir_exists(tmp_path):
     assert out.returncode == 2 and "eval_every" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+# ---- config values (bug 5) ----
+
+def _numeric_keys():
+    out = []
+    for key, kind in presets.FIELD_TYPES.items():
+        args = typing.get_args(kind)
+        if kind in (int, float) or (args and args[0] in (int, float)):
+            out.append(key)
+    return out
+
+
+def test_every_numeric_field_has_a_range():
+    assert set(_numeric_keys()) <= set(presets.RANGES), set(_numeric_keys()) - set(presets.RANGES)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("prefill", -1), ("replay.minlen", 0), ("replay.capacity", 0), ("rssm.stoch", 0),
+    ("model_opt.lr", -1), ("time_limit", -5), ("steps", -5), ("eval_eps", -1), ("discount", 2),
+    ("kl.free", float("nan")), ("render_size", "0,64"), ("model_opt.eps", 0),
+])
+def test_out_of_range_values_are_one_line_naming_the_key(key, value, tmp_path):
+    config = presets.apply(presets.resolve(["debug"]), {key: value, "logdir": str(tmp_path / "x")})
+    with pytest.raises(presets.ConfigError) as error:
+        train(config)
+    assert key in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "x").exists()
+
+
+_VALUES = st.one_of(st.integers(-3, 3), st.integers(-10**12, 10**12),
+                    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.5, 1e-9]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(_numeric_keys()), value=_VALUES)
+def test_any_value_is_refused_in_one_line_or_accepted_in_range(key, value):
+    kind = presets.FIELD_TYPES[key]
+    if typing.get_args(kind) and typing.get_origin(kind) is tuple:
+        value = (value, value)
+    try:
+        config = presets.resolve(["debug"], {key: value})
+    except presets.ConfigError as error:
+        assert "\n" not in str(error) and (key in str(error) or "replay.minlen" in str(error))
+        return
+    got = flatten(config)[key]
+    for item in got if isinstance(got, tuple) else (got,):
+        assert math.isfinite(float(item)), (key, got)
+
+
+_SMALL = {
+    "prefill": st.integers(0, 40), "eval_every": st.integers(10, 60),
+    "eval_eps": st.integers(0, 1), "train_every": st.integers(1, 20),
+    "train_steps": st.integers(0, 2), "pretrain": st.integers(0, 2),
+    "time_limit": st.sampled_from([0, 12, 30]), "replay.minlen": st.integers(1, 12),
+    "replay.capacity": st.integers(1, 400), "dataset.batch": st.integers(1, 4),
+    "dataset.length": st.integers(2, 12), "log_every": st.integers(1, 60),
+}
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.fixed_dictionaries({"steps": st.integers(1, 60)}, optional=_SMALL))
+def test_small_loop_values_either_refuse_or_run(values, tmp_path_factory):
+    """Either a one-line error with the logdir untouched, or a run that reaches --steps."""
+    logdir = tmp_path_factory.mktemp("prop") / "run"
+    overrides = {"task": "dummy_vector", "threads": 1, "checkpoint_every": 0, **values,
+                 "logdir": str(logdir)}
+    try:
+        config = presets.resolve(["debug"], {"replay.maxlen": 12, **overrides})
+    except presets.ConfigError as error:
+        assert "\n" not in str(error)
+        assert not logdir.exists()
+        return
+    result = train(config, progress=False)
+    assert result["step"] >= config.steps
+    assert torch.load(logdir / "checkpoint.pt", weights_only=True)["step"] == result["step"]
+
+
+# ---- non-finite data (bug 2) ----
+
+class BadAt(DummyEnv):
+    """dummy_vector that returns NaN in `key` at step `at` of episode `episode` (train envs)."""
+
+    def __init__(self, seed, mode, key="reward", at=30, episode=1):
+        super().__init__("vector", seed=seed, length=40)
+        self.key, self.at, self.bad_episode, self.mode = key, at, episode, mode
+        self.episodes = -1
+
+    def reset(self):
+        self.episodes += 1
+        return super().reset()
+
+    def step(self, action):
+        ob = super().step(action)
+        if self.mode == "train" and self.episodes == self.bad_episode and self._step == self.at:
+            ob[self.key] = np.full_like(ob[self.key], np.nan)
+        return ob
+
+
+def _tiny(logdir, **overrides):
+    return presets.resolve(["debug"], {"task": "api:BadAt", "threads": 1, "steps": 200,
+                                       "prefill": 40, "time_limit": 0, "logdir": str(logdir),
+                                       "checkpoint_every": 0, **overrides})
+
+
+def _stored_finite(logdir):
+    files = list((logdir / "train_episodes").glob("*.npz"))
+    for path in files:
+        with np.load(path) as ep:
+            assert all(np.isfinite(ep[k]).all() for k in ep.files if ep[k].dtype.kind == "f")
+    return len(files)
+
+
+@pytest.mark.parametrize("key", ["reward", "vector"])
+def test_nonfinite_data_stops_naming_env_key_and_step(tmp_path, key):
+    with pytest.raises(NonFiniteData, match=f"train env 0 returned non-finite {key} at step 30"):
+        train(_tiny(tmp_path / "run"), lambda seed, mode: BadAt(seed, mode, key), progress=False)
+    _stored_finite(tmp_path / "run")
+
+
+def test_nonfinite_data_can_drop_the_episode(tmp_path):
+    logdir = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="the episode is dropped"):
+        result = train(_tiny(logdir, nonfinite="drop"),
+                       lambda seed, mode: BadAt(seed, mode, "vector"), progress=False)
+    assert result["step"] == 200
+    assert _stored_finite(logdir) >= 3
+    metrics = read_jsonl(logdir / "metrics.jsonl")
+    assert max(m.get("dropped_episodes", 0) for m in metrics) == 1
+
+
+def test_nan_action_is_not_blamed_on_one_hot():
+    with pytest.raises(ValueError, match="non-finite"):
+        check_one_hot(np.array([np.nan, 0, 0, 0], np.float32), 4)
+
+
+def _loop_with_skips(limit):
+    opts = {name: types.SimpleNamespace(skipped=0) for name in ("model", "actor", "critic")}
+    agent = types.SimpleNamespace(**{f"{k}_opt": v for k, v in opts.items()})
+    loop = types.SimpleNamespace(agent=agent, updates=0, step=0, skipped_mark=({}, 0),
+                                 config=types.SimpleNamespace(skip_limit=limit, action_repeat=1))
+    loop.frames = 0
+    return loop, opts
+
+
+def test_skipped_updates_warn_and_then_stop():
+    loop, opts = _loop_with_skips(0.5)
+    Loop.check_skipped(loop)
+    loop.updates, opts["model"].skipped = 20, torch.tensor(3.0)  # a device tensor or an int
+    with pytest.warns(RuntimeWarning, match="3 of the last 20 world-model updates"):
+        Loop.check_skipped(loop)
+    loop.updates, opts["model"].skipped = 40, 18
+    with pytest.raises(SkippedUpdates, match="15 of the last 20 world-model updates"):
+        Loop.check_skipped(loop)

@@ -218,6 +218,16 @@ class Config:
     """Policy steps between training phases."""
     train_steps: int = 1
     """Updates per training phase."""
+    # issue 9: checkpoints by the clock, what bad data does, when skipped updates stop a run.
+    checkpoint_every: float = 10.0
+    """Minutes between checkpoints during training, besides the one after every evaluation phase
+    (0 = only those). A `kill -9` loses at most this much work."""
+    nonfinite: Literal["error", "drop"] = "error"
+    """A NaN/inf reward or observation from an env: 'error' stops the run naming env, key and step;
+    'drop' discards that episode with a warning (counted as `dropped_episodes`). Never stored."""
+    skip_limit: float = 0.5
+    """Stop with an error when more than this fraction of the updates between two metric writes
+    were skipped for non-finite gradients (a warning names any skipped ones; 1 = never stop)."""
 
     # ---- data ----
     replay: ReplayConfig = field(default_factory=ReplayConfig)

@@ -9,6 +9,7 @@ call, and the policy state is zeroed for them through `is_first`. A `step` resul
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -60,9 +61,25 @@ def convert(value) -> np.ndarray:
     return value
 
 
+class NonFiniteData(ValueError):
+    """An env returned a NaN or infinite reward or observation (with `nonfinite: error`)."""
+
+
+def nonfinite_keys(ob: Obs) -> list[str]:
+    """Keys of float entries with a NaN or inf (``log_*`` keys are never modelled: ignored)."""
+    return [k for k, v in ob.items() if not k.startswith("log_")
+            and np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()]
+
+
 class Driver:
-    def __init__(self, envs: BatchEnv):
+    def __init__(self, envs: BatchEnv, name: str = "train", nonfinite: str = "error"):
+        """`name` names the envs in messages; `nonfinite`: what a NaN/inf reward or observation
+        does, 'error' (raise `NonFiniteData`) or 'drop' (warn, count in `dropped`, discard the
+        episode and reset that env). Either way it is never stored or shown to the policy."""
         self.envs = envs
+        self.name, self.nonfinite = name, nonfinite
+        self.dropped = 0  # episodes dropped for non-finite data
+        self._bad_in_a_row = [0] * envs.num_envs
         self.on_steps: list[Callable] = []    # fn(transition, worker)
         self.on_resets: list[Callable] = []   # fn(transition, worker)
         self.on_episodes: list[Callable] = []  # fn(episode, worker)
@@ -88,11 +105,15 @@ class Driver:
                 break
             todo = [i for i, ob in enumerate(self._obs) if ob is None or ob["is_last"]]
             for i, ob in zip(todo, self.envs.reset(todo) if todo else []):
+                if self._bad(i, ob, 0):
+                    continue
                 self._obs[i] = ob
                 transition = {k: convert(v) for k, v in {**ob, **zero_action}.items()}
                 for fn in self.on_resets:
                     fn(transition, i)
                 self._episodes[i] = [transition]
+            if any(ob is None for ob in self._obs):  # a reset gave non-finite data: reset again
+                continue
             batch = {k: np.stack([ob[k] for ob in self._obs]) for k in self._obs[0]}
             actions, self._state = policy(batch, self._state)
             actions = [{k: np.asarray(v[i]) for k, v in actions.items()}
@@ -107,6 +128,9 @@ class Driver:
                         fn(transition, i)
                     self._episodes[i] = [transition]
                     continue
+                if self._bad(i, ob, len(self._episodes[i])):
+                    results[i] = None  # reset at the next call: a fresh episode, zeroed state
+                    continue
                 transition = {k: convert(v) for k, v in {**ob, **action}.items()}
                 self._episodes[i].append(transition)
                 step += 1
@@ -120,6 +144,26 @@ class Driver:
                     episode += 1
             self._obs = results
         return step, episode
+
+    def _bad(self, i: int, ob: Obs, step: int) -> bool:
+        """True if `ob` holds non-finite values and was dropped; raises with `nonfinite: error`."""
+        keys = nonfinite_keys(ob)
+        if not keys:
+            self._bad_in_a_row[i] = 0
+            return False
+        where = (f"{self.name} env {i} returned non-finite {', '.join(keys)} at step {step} of "
+                 "its episode")
+        if self.nonfinite == "error":
+            raise NonFiniteData(f"{where}; nothing of it was stored (--nonfinite drop drops such "
+                                "episodes instead)")
+        self.dropped += 1
+        self._bad_in_a_row[i] += 1
+        if self._bad_in_a_row[i] > 100:
+            raise NonFiniteData(f"{where}, 100 times in a row; giving up")
+        warnings.warn(f"{where}; the episode is dropped ({self.dropped} so far)",
+                      RuntimeWarning, stacklevel=3)
+        self._obs[i] = self._episodes[i] = None
+        return True
 
 
 def random_policy(act_space: dict[str, Space], num_envs: int,

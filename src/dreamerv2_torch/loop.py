@@ -95,7 +95,7 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     logdir = run.logdir
     train_replay = Replay(logdir / "train_episodes", config.replay.capacity, config.replay.minlen,
                           config.replay.maxlen, config.replay.prioritize_ends, seed=config.seed)
-    eval_replay = Replay(logdir / "eval_episodes", config.replay.capacity // 10,
+    eval_replay = Replay(logdir / "eval_episodes", max(1, config.replay.capacity // 10),
                          config.dataset.length, config.dataset.length, False,
                          seed=config.seed + 1)
     train_replay.load()

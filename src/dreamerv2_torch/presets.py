@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -192,7 +193,7 @@ def _scalar(key: str, kind: Any, value: Any) -> Any:
             number = float(value)
         except (TypeError, ValueError):
             raise bad from None
-        if number != int(number) or isinstance(value, bool):
+        if not math.isfinite(number) or number != int(number) or isinstance(value, bool):
             raise bad
         return int(number)
     if kind is float:
@@ -232,21 +233,76 @@ def resolve(presets: Sequence[str] = (), overrides: Mapping[str, Any] | None = N
     return config
 
 
+# issue 9: the valid range of every numeric field ("[a, b]" inclusive, ">= a", "> a" or "finite"),
+# checked before anything else so that every refused value is one line naming its key, before the
+# logdir is touched. Tuple fields are checked element by element. A test checks that every int and
+# float field has a rule here.
+_HEADS = ("reward_head", "discount_head", "actor", "critic")
+RANGES: dict[str, str] = {
+    "seed": f"[0, {2**62}]", "threads": ">= 0", "envs": ">= 1", "render_size": ">= 1",
+    "dmc_camera": ">= -1", "time_limit": ">= 0", "action_repeat": ">= 1", "steps": ">= 1",
+    "log_every": ">= 1", "eval_every": ">= 1", "eval_eps": ">= 0", "prefill": ">= 0",
+    "pretrain": ">= 0", "train_every": ">= 1", "train_steps": ">= 0",
+    "checkpoint_every": ">= 0", "skip_limit": "[0, 1]",
+    "replay.capacity": ">= 1", "replay.minlen": ">= 1", "replay.maxlen": ">= 1",
+    "dataset.batch": ">= 1", "dataset.length": ">= 2",
+    "rssm.hidden": ">= 1", "rssm.deter": ">= 1", "rssm.stoch": ">= 1", "rssm.discrete": ">= 1",
+    "rssm.ensemble": "[1, 1]",
+    **{f"{part}.{key}": ">= 1" for part in ("encoder", "decoder")
+       for key in ("cnn_depth", "cnn_kernels", "mlp_layers")},
+    **{f"{head}.{key}": rule for head in _HEADS for key, rule in (
+        ("layers", ">= 0"), ("units", ">= 1"), ("min_std", ">= 0"), ("init_std", "finite"))},
+    **{f"loss_scales.{key}": ">= 0" for key in ("kl", "reward", "discount", "image", "proprio")},
+    "kl.free": ">= 0", "kl.balance": "[0, 1]",
+    **{f"{opt}.{key}": rule for opt in ("model_opt", "actor_opt", "critic_opt")
+       for key, rule in (("lr", ">= 0"), ("eps", "> 0"), ("clip", ">= 0"), ("wd", "[0, 1]"))},
+    "discount": "[0, 1]", "discount_lambda": "[0, 1]", "imag_horizon": ">= 2",
+    "actor_grad_mix": "[0, 1]", "actor_ent": ">= 0", "slow_target_update": ">= 1",
+    "slow_target_fraction": "[0, 1]", "expl_noise": ">= 0", "eval_noise": ">= 0",
+}
+
+_HINTS = {"rssm.ensemble": "only 1 prior head is supported",
+          "rssm.discrete": "Gaussian latents (0) are not supported",
+          "eval_every": "use --eval_eps 0 for no evaluation"}
+
+
+def _in_range(value: float, rule: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if rule == "finite":
+        return True
+    if rule.startswith("["):
+        low, high = (float(x) for x in rule.strip("[]").split(","))
+        return low <= value <= high
+    op, bound = rule.split()
+    return value >= float(bound) if op == ">=" else value > float(bound)
+
+
+def check_ranges(config: Config) -> None:
+    """A ConfigError naming the first field whose value is outside `RANGES`."""
+    values = flatten(config)
+    for key, rule in RANGES.items():
+        value = values[key]
+        if isinstance(value, str):  # a schedule string (actor_ent, actor_grad_mix): parsed later
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, bool) or not _in_range(float(item), rule):
+                hint = f"; {_HINTS[key]}" if key in _HINTS else ""
+                bound = f"in {rule}" if rule.startswith("[") else rule
+                raise ConfigError(f"{key} must be {bound}, got {value!r}{hint}")
+
+
 def validate(config: Config) -> None:
-    """Reject values the agent cannot run with, naming the field."""
+    """Reject values the agent cannot run with, naming the field (ranges first, then the
+    combinations)."""
     from .schedules import parse  # local: schedules has no config dependency
 
+    check_ranges(config)
     checks = [
-        (config.rssm.ensemble == 1, "rssm.ensemble: only 1 prior head is supported"),
-        (config.rssm.discrete > 0, "rssm.discrete: Gaussian latents (0) are not supported"),
-        (config.dataset.batch > 0 and config.dataset.length > 1, "dataset: batch>0, length>1"),
         (config.replay.minlen <= config.replay.maxlen, "replay.minlen must be <= replay.maxlen"),
-        (config.action_repeat >= 1, "action_repeat must be >= 1"),
-        (config.eval_every >= 1, "eval_every must be >= 1 (use --eval_eps 0 for no evaluation)"),
-        (config.envs >= 1, "envs must be >= 1"),
-        (config.train_every >= 1 and config.train_steps >= 0, "train_every >= 1, train_steps >= 0"),
-        (0.0 <= config.kl.balance <= 1.0, "kl.balance must be in [0, 1]"),
-        (config.imag_horizon >= 2, "imag_horizon must be >= 2"),
+        (not config.time_limit or config.replay.minlen <= config.time_limit,
+         f"replay.minlen ({config.replay.minlen}) must be <= time_limit ({config.time_limit}): "
+         "shorter episodes are never stored"),
         (set(config.grad_heads) <= {"decoder", "reward", "discount"},
          "grad_heads: only decoder, reward, discount"),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,15 @@ from .envs.crafter import ACHIEVEMENTS, crafter_score
 from .logger import pixel_mse
 from .prefetch import DevicePrefetch, device_batches
 from .replay import Replay
+
+
+class SkippedUpdates(RuntimeError):
+    """More than `skip_limit` of recent updates were skipped for non-finite gradients."""
+
+
+def _count(value) -> int:
+    """An optimiser counter as an int, whether it is kept as an int or as a 0-d tensor."""
+    return int(value.item()) if hasattr(value, "item") else int(value)
 
 
 class Every:
@@ -48,9 +58,9 @@ class Loop:
         self.config, self.agent, self.logdir, self.rng = config, agent, logdir, rng
         self.train_replay, self.eval_replay = train_replay, eval_replay
         self.train_envs, self.eval_env = train_envs, eval_env
-        self.train_driver = Driver(train_envs)
+        self.train_driver = Driver(train_envs, "train", config.nonfinite)
         # No eval env (eval_eps 0, e.g. the Python API given a single env object): no eval episodes.
-        self.eval_driver = Driver(eval_env) if eval_env is not None else None
+        self.eval_driver = Driver(eval_env, "eval", config.nonfinite) if eval_env else None
         # Crafter (spec §5.3): per-achievement counts of train episodes that unlocked it, for the
         # success rates and the Crafter score over all train episodes so far (checkpointed).
         self.crafter = {"episodes": 0, "counts": {}}
@@ -63,6 +73,7 @@ class Loop:
         self.dataset = None
         self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
         self.last_write = (time.time(), 0)
+        self.skipped_mark: tuple[dict, int] = ({}, 0)  # optimiser skip counts at the last check
         self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
         # issue 8: the projected wall-clock line (`forecast.Forecast`), set by `loop.train`.
         self.forecast = None
@@ -93,8 +104,8 @@ class Loop:
     # ---- phases ----
     def run(self) -> None:
         c = self.config
-        if self.step < c.prefill:
-            self.prefill()
+        if self.step < c.prefill or not self.train_replay.stats["loaded_episodes"]:
+            self.prefill()  # at least one stored episode, even with --prefill 0
         if not self.pretrained and not self.stop.flag:
             for _ in range(1 + c.pretrain):  # the official variable-creation update + pretrain
                 self.update()
@@ -150,6 +161,27 @@ class Loop:
         self.updates += 1
         self.metrics.add(metrics)
 
+    def check_skipped(self) -> None:
+        """Warn about updates skipped for non-finite gradients since the last check; stop the run
+        with `SkippedUpdates` when more than `skip_limit` of them were (learning has stalled)."""
+        opts = {"world-model": self.agent.model_opt, "actor": self.agent.actor_opt,
+                "critic": self.agent.critic_opt}
+        counts = {name: _count(opt.skipped) for name, opt in opts.items()}
+        last_counts, last_updates = self.skipped_mark
+        self.skipped_mark = (counts, self.updates)
+        done = self.updates - last_updates
+        for name, count in counts.items():
+            skipped = count - last_counts.get(name, count)
+            if skipped <= 0 or done <= 0:
+                continue
+            text = (f"{skipped} of the last {done} {name} updates (up to frame {self.frames}) were "
+                    "skipped: non-finite gradients")
+            if done >= 10 and skipped > self.config.skip_limit * done:
+                raise SkippedUpdates(f"{text}; learning has stalled, stopping (the replay or the "
+                                     "weights hold non-finite values; the last checkpoint is "
+                                     "unaffected)")
+            warnings.warn(text, RuntimeWarning, stacklevel=2)
+
     # ---- driver callbacks ----
     def train_step(self, transition: dict, worker: int) -> None:
         self.step += 1
@@ -167,6 +199,7 @@ class Loop:
                                                  self.config.dataset.length)
                 self.logger.add(self.agent.report(batch), prefix="train")
             self.write(fps=True)
+            self.check_skipped()
 
     def per_episode(self, episode: dict, mode: str) -> None:
         replay = self.train_replay if mode == "train" else self.eval_replay
@@ -182,6 +215,8 @@ class Loop:
             elif re.match(r"^log_achievement_", key):
                 extra[key[len("log_"):]] = int(value.max())
                 self.logger.scalar(f"max_{mode}_{key}", float(value.max()))
+        if mode == "train":
+            self.logger.scalar("dropped_episodes", self.train_driver.dropped)
         if mode == "train" and extra:
             self._crafter_stats(extra)
         self.logger.episode(mode=mode, episode_return=score, length=length, frames=self.frames,

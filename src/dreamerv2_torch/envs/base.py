@@ -140,6 +140,9 @@ def check_one_hot(action: np.ndarray, n: int) -> int:
     action = np.asarray(action)
     if action.shape != (n,):
         raise ValueError(f"expected a one-hot action of shape ({n},), got shape {action.shape}")
+    if not np.isfinite(action).all():
+        raise ValueError(f"the action has non-finite entries: {action} (the policy produced NaN; "
+                         "its weights or its input observation are not finite)")
     index = int(np.argmax(action))
     if not np.allclose(action, np.eye(n, dtype=action.dtype)[index]):
         raise ValueError(f"action is not one-hot: {action}")
