@@ -14,6 +14,7 @@ in docs/parity.md from it).
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -239,15 +240,16 @@ def _write_report():
 
 
 def _keras_eps_off(agent):
+    # PyTorch's ε convention (ε added after bias correction) is Keras' formula with
+    # ε·sqrt(1 − β2^t) in place of ε: set that before every step.
     for opt in (agent.model_opt, agent.actor_opt, agent.critic_opt):
-        inner = opt.opt.step
+        inner, eps = opt.step, opt.eps
 
-        def step(*args, _opt=opt, _inner=inner, **kwargs):
-            for group in _opt.opt.param_groups:
-                group["eps"] = _opt.eps  # PyTorch's ε convention instead of Keras'
+        def step(*args, _opt=opt, _inner=inner, _eps=eps, **kwargs):
+            _opt.eps = _eps * math.sqrt(1.0 - 0.999 ** (_opt.steps + 1))
             return _inner(*args, **kwargs)
 
-        opt.opt.step = step
+        opt.step = step
 
 
 def _preprocess_bug(kind):

@@ -286,6 +286,9 @@ class Loop:
         print(f"Resumed from step {self.step} ({self.frames} frames).", flush=True)
 
     def close(self) -> None:
+        if self.dataset is not None:  # stop the sampling thread(s) now, not at garbage collection
+            self.dataset.close()
+            self.dataset = None
         for env in (self.train_envs, self.eval_env):
             if env is None:
                 continue
