@@ -14,6 +14,7 @@ in docs/parity.md from it).
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -239,15 +240,10 @@ def _write_report():
 
 
 def _keras_eps_off(agent):
+    """PyTorch's ε convention (ε added after the bias correction) instead of Keras' (before):
+    for the first step (t = 1) that is Keras Adam with ε·√(1 − β2)."""
     for opt in (agent.model_opt, agent.actor_opt, agent.critic_opt):
-        inner = opt.opt.step
-
-        def step(*args, _opt=opt, _inner=inner, **kwargs):
-            for group in _opt.opt.param_groups:
-                group["eps"] = _opt.eps  # PyTorch's ε convention instead of Keras'
-            return _inner(*args, **kwargs)
-
-        opt.opt.step = step
+        opt.eps = opt.eps * math.sqrt(1 - 0.999)
 
 
 def _preprocess_bug(kind):
