@@ -40,14 +40,11 @@ TOL = 1e-5
 NOT_LOGGED = {"reward_normed_mean", "reward_normed_std"}
 # Quantities with a wider bound than TOL, each with its measured reason (docs/parity.md).
 # Crafter's world model: image-loss gradients of norm ~1.7e3 flow back through LayerNorms of
-# width 16 over 10 GRU steps; two mathematically equal LayerNorm formulations *of ours* differ by
-# 1e-5 there (F.layer_norm vs mean/var/rsqrt by hand: up to 1.3e-5 per RSSM parameter), exactly
-# as much as ours and the official differ, and the clipped Adam step (most elements in the ε
-# regime) passes that float32 floor on to the weight change.
-WIDER = {
-    ("crafter", "gradient: world model (worst parameter)"): 5e-5,
-    ("crafter", "update 1: weight change, world model"): 2e-4,
-}
+# width 16 over 10 GRU steps, where two mathematically equal LayerNorm formulations *of ours*
+# differ by about as much as ours and the official (test_crafter_wider_bound_is_the_float32_floor);
+# the clipped Adam step (most elements in its ε regime) passes that float32 floor on to the
+# weight change (3.4e-5).
+WIDER = {("crafter", "update 1: weight change, world model"): 2e-4}
 REPORT: list[dict] = []
 
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Mutation testing of the algorithm and replay modules (developer tool, not CI; issue 10).
+#
+#   tools/parity/mutation.sh [WORKDIR] [TESTS...]
+#
+# Copies src/, tests/ and pyproject.toml into WORKDIR (default /tmp/dv2-mutation; mutmut writes
+# its `mutants/` copy there, never into the checkout), writes mutmut's config as setup.cfg and
+# runs `mutmut run` niced on one worker. Re-running continues where it stopped (mutmut caches
+# results). TESTS default to the fast tests of these modules plus the parity suite; pass others to
+# compare (e.g. without tests/test_parity.py for a "before" score). Results: `mutmut results` in
+# WORKDIR. Scope: behavior.py, dists.py, rssm.py, world_model.py, replay.py (or the module names
+# in $MODULES, e.g. MODULES="behavior world_model").
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+work="${1:-/tmp/dv2-mutation}"
+shift || true
+tests=("$@")
+if [ ${#tests[@]} -eq 0 ]; then
+  tests=(tests/test_behavior.py tests/test_rssm.py tests/test_dists.py tests/test_truncnormal.py
+         tests/test_actor_grad.py tests/test_replay.py tests/test_parity.py
+         tests/test_parity_resume.py tests/test_parity_mutants.py)
+fi
+mkdir -p "$work"
+rm -rf "$work/src" "$work/tests"
+cp -r "$root/src" "$root/tests" "$work/"
+# A pyproject without [tool.mutmut] makes mutmut read setup.cfg; only pytest's section is kept.
+sed -n '/^\[tool.pytest.ini_options\]/,/^$/p' "$root/pyproject.toml" > "$work/pyproject.toml"
+{
+  echo "[mutmut]"
+  echo "source_paths=src"
+  echo "only_mutate="
+  for f in ${MODULES:-behavior dists rssm world_model replay}; do
+    echo "    src/dreamerv2_torch/$f.py"
+  done
+  printf "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n"
+  echo "pytest_add_cli_args_test_selection="
+  for t in "${tests[@]}"; do echo "    $t"; done
+} > "$work/setup.cfg"
+cd "$work"
+export OMP_NUM_THREADS=1  # mutmut puts its mutated copy (mutants/src) first on sys.path
+names=()  # $MUTANTS: a file of mutant names (e.g. an earlier run's survivors) to run only those
+if [ -n "${MUTANTS:-}" ]; then mapfile -t names < "$MUTANTS"; fi
+nice -n 10 python -m mutmut run --max-children 1 "${names[@]}"  # the project venv must be active
