@@ -180,6 +180,9 @@ class Config:
     prefetch: Switch = "auto"
     """Copy each replay batch to the device in a background thread (pinned memory, non-blocking
     copy on a side stream) while the previous update runs. auto = on for CUDA; a no-op on CPU."""
+    atari_vector: bool = False
+    """Step the `envs` Atari training games in ale-py's C++ vector env (one process, threads)
+    instead of one env per subprocess. Same frames (tested); no `ram` key; off by default."""
     compile_loops: Switch = "auto"
     """torch.compile the whole 50-step observe loop and 15-step imagination (on CUDA with CUDA
     graphs, mode reduce-overhead). Same maths; minutes of compile on a CPU. auto = off until a GPU

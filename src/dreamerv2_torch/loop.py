@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import presets, tracking
+from . import presets, tracking, vector_atari
 from .agent import Agent
 from .config import Config
 from .driver import SerialEnvs
@@ -87,8 +87,11 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     # eval_eps 0 runs no evaluation and builds no eval env (the Python API without an eval env).
     eval_env = SerialEnvs([make(config.seed + 10_000, "eval")]) if config.eval_eps else None
     seeds = [config.seed + i for i in range(config.envs)]
-    train_envs = (ParallelEnvs(make, seeds, "train") if config.envs > 1
-                  else SerialEnvs([make(seeds[0], "train")]))
+    if config.atari_vector:  # issue 11: ale-py's vector env for the training games
+        train_envs = vector_atari.from_config(config, seeds[0])
+    else:
+        train_envs = (ParallelEnvs(make, seeds, "train") if config.envs > 1
+                      else SerialEnvs([make(seeds[0], "train")]))
     run.commit()  # the config is valid and the task exists: now the logdir may change
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
