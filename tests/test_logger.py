@@ -232,17 +232,21 @@ def test_forecast_line_after_the_first_updates_and_advice_beyond_a_day() -> None
     from dreamerv2_torch import forecast
 
     lines = []
-    clock = iter([0.0, 100.0])
-    fc = forecast.Forecast(50_000_000, 4, "cpu", 2, small_model=True, updates=2, out=lines.append)
+    fc = forecast.Forecast(50_000_000, 4, "cpu", 2, small_model=True, updates=2,
+                           train_every=16, train_steps=1, out=lines.append)
+    # (time, step, updates): an update takes 9.9 s, a step 0.1 s, one update per 16 steps.
+    calls = [(0.0, 1000, 2), (10.0, 1001, 3)]
+    calls += [(10.0 + 0.1 * i, 1001 + i, 3) for i in range(1, 16)]
+    calls += [(21.5, 1017, 4), (21.6, 1018, 4), (40.0, 1019, 5)]
     real = forecast.time.monotonic
-    forecast.time.monotonic = lambda: next(clock)
     try:
-        fc(1000, 2)  # starts timing
-        fc(1032, 4)  # 32 steps in 100 s: 2 updates
-        fc(1048, 5)  # printed once only
+        for now, step, updates in calls:
+            forecast.time.monotonic = lambda now=now: now
+            fc(step, updates)
     finally:
         forecast.time.monotonic = real
-    (line,) = lines
-    assert line.startswith("Projected wall-clock: ") and "years" in line
-    assert "50 s per update" in line and "--preset atari small" in line
-    assert "--device cuda" in line and "--steps 27648" in line
+    (line,) = lines  # printed once, after the second update's interval
+    # Not 1 step per update (the first window): 0.1 s + 9.9 s / 16 per step = 0.71875 s.
+    assert line.startswith("Projected wall-clock: 1.1 years") and "9.9 s per update" in line
+    assert "1.39 policy steps/s" in line and "--preset atari small" in line
+    assert "--device cuda" in line and f"--steps {int(86400 / 0.71875)}" in line

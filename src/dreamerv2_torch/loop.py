@@ -125,6 +125,7 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
     big_atari = config.task.startswith("atari_") and config.rssm.deter > 256
     loop.forecast = Forecast(config.steps, config.action_repeat, agent.device.type,
                              torch.get_num_threads(), small_model=big_atari,
+                             train_every=config.train_every, train_steps=config.train_steps,
                              on_start=bar.restart_rate)
     with StopRequested() as stop:
         loop.attach(logger, bar, stop)
