@@ -1,9 +1,13 @@
 """Bad values, bad data, kills and stops (issue 9): each refused before anything is written, or
 caught where it arises with one clear message."""
 
+import errno
 import math
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 import typing
 
@@ -20,6 +24,7 @@ from dreamerv2_torch.envs.base import check_one_hot
 from dreamerv2_torch.envs.dummy import DummyEnv
 from dreamerv2_torch.logger import read_jsonl
 from dreamerv2_torch.loop import train
+from dreamerv2_torch.rundir import RunError
 from dreamerv2_torch.runner import Loop, SkippedUpdates
 
 
@@ -188,3 +193,75 @@ def test_skipped_updates_warn_and_then_stop():
     loop.updates, opts["model"].skipped = 40, 18
     with pytest.raises(SkippedUpdates, match="15 of the last 20 world-model updates"):
         Loop.check_skipped(loop)
+
+
+# ---- corrupt files, full disks, early Ctrl-C (bugs 7, 8, 9, 10) ----
+
+def _vector(logdir, **overrides):
+    return presets.resolve(["debug"], {"task": "dummy_vector", "threads": 1, "steps": 60,
+                                       "prefill": 20, "eval_every": 20, "time_limit": 20,
+                                       "replay.minlen": 5, "replay.maxlen": 10,
+                                       "checkpoint_every": 0, "logdir": str(logdir),
+                                       **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("finished") / "run"
+    train(_vector(logdir), progress=False)
+    return logdir
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_unreadable_checkpoint_falls_back_to_the_previous_one(finished, tmp_path, damage):
+    logdir = _copy(finished, tmp_path / "run")
+    data = (logdir / "checkpoint.pt").read_bytes()
+    (logdir / "checkpoint.pt").write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    previous = torch.load(logdir / "checkpoint.prev.pt", weights_only=True)["step"]
+    with pytest.warns(RuntimeWarning, match="resuming from checkpoint.prev.pt"):
+        result = train(_vector(logdir, steps=80), progress=False)
+    assert previous < 60 and result["step"] == 80
+    assert (logdir / "checkpoint.pt.bad").exists()
+    assert torch.load(logdir / "checkpoint.prev.pt", weights_only=True)["step"] >= previous
+
+
+def test_disk_full_is_one_line_and_leaves_no_temporary_file(finished, tmp_path, monkeypatch):
+    logdir = _copy(finished, tmp_path / "run")
+    before = (logdir / "checkpoint.pt").read_bytes()
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(logdir / "checkpoint.pt.tmp"))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(RunError) as error:
+        train(_vector(logdir, steps=80), progress=False)
+    assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
+    assert not list(logdir.rglob("*.tmp")) and not list(logdir.rglob(".*.part*"))
+    assert (logdir / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff\xfe binary", b"steps: [unclosed", b"- a list"])
+def test_unreadable_config_yaml_names_the_file(finished, tmp_path, content):
+    logdir = _copy(finished, tmp_path / "run")
+    (logdir / "config.yaml").write_bytes(content)
+    with pytest.raises(presets.ConfigError, match="config.yaml") as error:
+        train(_vector(logdir), progress=False)
+    assert "\n" not in str(error.value)
+    assert (logdir / "config.yaml").read_bytes() == content
+
+
+def test_ctrl_c_before_training_starts_prints_no_traceback(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "dreamerv2_torch", "train", "--preset", "debug",
+                             "--task", "dummy_vector", "--logdir", str(tmp_path / "x")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)  # importing torch and building the run: no handler yet
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 130), err

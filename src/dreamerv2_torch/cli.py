@@ -52,13 +52,13 @@ def parse_train_args(argv: list[str]):
 
 
 def train_main(argv: list[str]) -> int:
-    from . import checkpoint
+    from . import checkpoint, rundir
     from .loop import train
 
     try:
         config = parse_train_args(argv)
         result = train(config)
-    except (presets.ConfigError, checkpoint.CheckpointError, ValueError) as error:
+    except (presets.ConfigError, checkpoint.CheckpointError, ValueError, rundir.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     state = "stopped at" if result["stopped"] else "finished at"
@@ -83,6 +83,14 @@ def presets_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # issue 9: Ctrl-C before training installs its handler
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)

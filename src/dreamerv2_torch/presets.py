@@ -105,7 +105,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Fields that may change when a run is resumed; any other difference is an incompatible config.
 RESUMABLE = {"logdir", "steps", "log_every", "eval_every", "eval_eps", "log_keys_video", "device",
              "precision", "jit", "threads", "malloc_reuse", "conv_matmul", "batched_grads",
-             "policy_fp32"}
+             "policy_fp32",
+             "checkpoint_every", "nonfinite", "skip_limit"}  # issue 9
 
 
 class ConfigError(ValueError):
