@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.config import flatten
-from dreamerv2_torch.driver import NonFiniteData
+from dreamerv2_torch.driver import NonFiniteData, stream_seed
 from dreamerv2_torch.envs.base import check_one_hot
 from dreamerv2_torch.envs.dummy import DummyEnv
 from dreamerv2_torch.logger import read_jsonl
@@ -265,3 +265,29 @@ def test_ctrl_c_before_training_starts_prints_no_traceback(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert proc.returncode in (0, 130), err
+
+
+# ---- restarts and logs (bugs 3, 4) ----
+
+def test_stream_seeds_never_repeat_across_starts():
+    seeds = {stream_seed(0, i, restarts, stored)
+             for i in range(4) for restarts in range(5) for stored in range(5)}
+    assert len(seeds) == 4 * 5 * 5
+    assert [stream_seed(7, i, 0, 0) for i in range(3)] == [7, 8, 9]  # a fresh run: seed + i
+
+
+def test_resume_drops_log_lines_written_after_the_checkpoint(finished, tmp_path):
+    logdir = _copy(finished, tmp_path / "run")
+    kept = {n: (logdir / n).read_text() for n in ("metrics.jsonl", "scores.jsonl")}
+    # What a run killed after its last checkpoint leaves behind.
+    with open(logdir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 75, "model_loss": 1.0}\n')
+    with open(logdir / "scores.jsonl", "a") as f:
+        f.write('{"mode": "eval", "return": 1.0, "length": 20, "frames": 60}\n')
+    train(_vector(logdir, steps=80), progress=False)
+    for name, text in kept.items():
+        now = (logdir / name).read_text()
+        assert now.startswith(text) and '"step": 75,' not in now
+    frames = [s["frames"] for s in read_jsonl(logdir / "scores.jsonl") if s["mode"] == "eval"]
+    later = [f for f in frames if f > 20]  # at 20: the prefill's random episode and the first
+    assert later == [40, 60]  # the fake line is gone, the real evaluation at 60 logged once

@@ -70,3 +70,13 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     # Weights with the slow critic, Adam moments and step counts of all three optimisers.
     _assert_same(a["agent"], b["agent"])
     assert b["restarts"] == 1
+    # Every counted step is stored (the unfinished episode was kept, not lost), and the eval
+    # schedule did not shift: the same episodes at the same frames.
+    for name in ("scores.jsonl",):
+        whole_lines = (tmp_path / "whole" / name).read_text().splitlines()
+        assert (tmp_path / "stopped" / name).read_text().splitlines() == whole_lines
+    assert _stored_steps(tmp_path / "whole") == _stored_steps(tmp_path / "stopped")
+
+
+def _stored_steps(logdir):
+    return sorted(int(p.stem.rsplit("-", 1)[1]) for p in (logdir / "train_episodes").glob("*.npz"))
