@@ -1,9 +1,13 @@
 """Bad values, bad data, kills and stops (issue 9): each refused before anything is written, or
 caught where it arises with one clear message."""
 
+import errno
 import math
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 import typing
 
@@ -15,11 +19,12 @@ from hypothesis import strategies as st
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.config import flatten
-from dreamerv2_torch.driver import NonFiniteData
+from dreamerv2_torch.driver import NonFiniteData, stream_seed
 from dreamerv2_torch.envs.base import check_one_hot
 from dreamerv2_torch.envs.dummy import DummyEnv
 from dreamerv2_torch.logger import read_jsonl
 from dreamerv2_torch.loop import train
+from dreamerv2_torch.rundir import RunError
 from dreamerv2_torch.runner import Loop, SkippedUpdates
 
 
@@ -188,3 +193,101 @@ def test_skipped_updates_warn_and_then_stop():
     loop.updates, opts["model"].skipped = 40, 18
     with pytest.raises(SkippedUpdates, match="15 of the last 20 world-model updates"):
         Loop.check_skipped(loop)
+
+
+# ---- corrupt files, full disks, early Ctrl-C (bugs 7, 8, 9, 10) ----
+
+def _vector(logdir, **overrides):
+    return presets.resolve(["debug"], {"task": "dummy_vector", "threads": 1, "steps": 60,
+                                       "prefill": 20, "eval_every": 20, "time_limit": 20,
+                                       "replay.minlen": 5, "replay.maxlen": 10,
+                                       "checkpoint_every": 0, "logdir": str(logdir),
+                                       **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("finished") / "run"
+    train(_vector(logdir), progress=False)
+    return logdir
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_unreadable_checkpoint_falls_back_to_the_previous_one(finished, tmp_path, damage):
+    logdir = _copy(finished, tmp_path / "run")
+    data = (logdir / "checkpoint.pt").read_bytes()
+    (logdir / "checkpoint.pt").write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    previous = torch.load(logdir / "checkpoint.prev.pt", weights_only=True)["step"]
+    with pytest.warns(RuntimeWarning, match="resuming from checkpoint.prev.pt"):
+        result = train(_vector(logdir, steps=80), progress=False)
+    assert previous < 60 and result["step"] == 80
+    assert (logdir / "checkpoint.pt.bad").exists()
+    assert torch.load(logdir / "checkpoint.prev.pt", weights_only=True)["step"] >= previous
+
+
+def test_disk_full_is_one_line_and_leaves_no_temporary_file(finished, tmp_path, monkeypatch):
+    logdir = _copy(finished, tmp_path / "run")
+    before = (logdir / "checkpoint.pt").read_bytes()
+
+    def full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(logdir / "checkpoint.pt.tmp"))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(RunError) as error:
+        train(_vector(logdir, steps=80), progress=False)
+    assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
+    assert not list(logdir.rglob("*.tmp")) and not list(logdir.rglob(".*.part*"))
+    assert (logdir / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff\xfe binary", b"steps: [unclosed", b"- a list"])
+def test_unreadable_config_yaml_names_the_file(finished, tmp_path, content):
+    logdir = _copy(finished, tmp_path / "run")
+    (logdir / "config.yaml").write_bytes(content)
+    with pytest.raises(presets.ConfigError, match="config.yaml") as error:
+        train(_vector(logdir), progress=False)
+    assert "\n" not in str(error.value)
+    assert (logdir / "config.yaml").read_bytes() == content
+
+
+def test_ctrl_c_before_training_starts_prints_no_traceback(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "dreamerv2_torch", "train", "--preset", "debug",
+                             "--task", "dummy_vector", "--logdir", str(tmp_path / "x")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)  # importing torch and building the run: no handler yet
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert proc.returncode in (0, 130), err
+
+
+# ---- restarts and logs (bugs 3, 4) ----
+
+def test_stream_seeds_never_repeat_across_starts():
+    seeds = {stream_seed(0, i, restarts, stored)
+             for i in range(4) for restarts in range(5) for stored in range(5)}
+    assert len(seeds) == 4 * 5 * 5
+    assert [stream_seed(7, i, 0, 0) for i in range(3)] == [7, 8, 9]  # a fresh run: seed + i
+
+
+def test_resume_drops_log_lines_written_after_the_checkpoint(finished, tmp_path):
+    logdir = _copy(finished, tmp_path / "run")
+    kept = {n: (logdir / n).read_text() for n in ("metrics.jsonl", "scores.jsonl")}
+    # What a run killed after its last checkpoint leaves behind.
+    with open(logdir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 75, "model_loss": 1.0}\n')
+    with open(logdir / "scores.jsonl", "a") as f:
+        f.write('{"mode": "eval", "return": 1.0, "length": 20, "frames": 60}\n')
+    train(_vector(logdir, steps=80), progress=False)
+    for name, text in kept.items():
+        now = (logdir / name).read_text()
+        assert now.startswith(text) and '"step": 75,' not in now
+    frames = [s["frames"] for s in read_jsonl(logdir / "scores.jsonl") if s["mode"] == "eval"]
+    later = [f for f in frames if f > 20]  # at 20: the prefill's random episode and the first
+    assert later == [40, 60]  # the fake line is gone, the real evaluation at 60 logged once

@@ -123,7 +123,7 @@ def parse_train_args(argv: list[str]):
 
 
 def train_main(argv: list[str]) -> int:
-    from . import checkpoint
+    from . import checkpoint, rundir
     from .envs.dmc import RenderingError
     from .loop import train
 
@@ -131,7 +131,7 @@ def train_main(argv: list[str]) -> int:
         config = parse_train_args(argv)
         result = train(config)
     except (presets.ConfigError, checkpoint.CheckpointError, ValueError, RenderingError,
-            ImportError) as error:  # ImportError: a missing extra, with its pip command
+            rundir.RunError, ImportError) as error:  # ImportError: a missing extra
         print(f"error: {error}", file=sys.stderr)
         return 2
     state = "stopped at" if result["stopped"] else "finished at"
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:  # issue 9: Ctrl-C before training installs its handler
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -148,7 +148,8 @@ class Config:
     logdir: str = ""
     """Run directory. Rerunning with the same logdir resumes from its last checkpoint."""
     seed: int = 0
-    """Seeds torch, numpy, replay sampling and every env (env i: seed + i)."""
+    """Seeds torch, numpy, replay sampling and every env (env i: seed + i; a restarted run derives
+    new env seeds from it, see docs/parity.md)."""
     task: str = "dmc_walker_walk"
     """Environment: atari_<game>, dmc_<domain>_<task>, crafter_reward, minatar_<game>, gym:<id>."""
     device: str = "auto"

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .envs.base import Env, Obs, Space
+from .envs.base import Env, Obs, Space, env_state
 
 Policy = Callable[[dict[str, np.ndarray], object], tuple[dict[str, np.ndarray], object]]
 
@@ -49,6 +49,27 @@ class SerialEnvs:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+    def get_states(self) -> list[dict | None]:
+        return [env_state(env) for env in self.envs]
+
+    def set_states(self, states: Sequence[dict | None]) -> None:
+        for env, state in zip(self.envs, states):
+            if state is not None:
+                env.set_state(state)
+
+
+def stream_seed(seed: int, index: int, restarts: int, stored: int) -> int:
+    """The seed of env `index` (or of another random stream) of a run.
+
+    A fresh run (no checkpoint, no stored episode) uses ``seed + index``. Every later start mixes
+    in the checkpoint's restart counter and the number of episode files on disk, so that no start
+    replays the streams of an earlier one whose experience was stored (issue 9).
+    """
+    if restarts == 0 and stored == 0:
+        return int(seed) + index
+    words = [int(seed) % 2**63, index, restarts, stored]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
 def convert(value) -> np.ndarray:
@@ -84,6 +105,9 @@ class Driver:
         self.on_resets: list[Callable] = []   # fn(transition, worker)
         self.on_episodes: list[Callable] = []  # fn(episode, worker)
         self.should_stop: Callable[[], bool] = lambda: False
+        # Called before each batched step, where the driver's state is whole (a checkpoint may be
+        # written there, e.g. by the clock).
+        self.on_safe_points: list[Callable[[], None]] = []
         self.reset()
 
     def reset(self) -> None:
@@ -101,6 +125,8 @@ class Driver:
         step = episode = 0
         zero_action = {k: v.zeros() for k, v in self.envs.act_space.items()}
         while step < steps or episode < episodes:
+            for fn in self.on_safe_points:
+                fn()
             if self.should_stop():
                 break
             todo = [i for i, ob in enumerate(self._obs) if ob is None or ob["is_last"]]
@@ -144,6 +170,35 @@ class Driver:
                     episode += 1
             self._obs = results
         return step, episode
+
+    def state_dict(self) -> list[dict | None]:
+        """Per env: its last observation and its unfinished episode (stacked per key), or None;
+        plus the policy state, for a checkpoint (numpy arrays, see `checkpoint.to_torch`)."""
+        out = []
+        for ob, eps in zip(self._obs, self._episodes):
+            if ob is None or eps is None or ob["is_last"]:
+                out.append(None)
+            else:
+                out.append({"obs": dict(ob), "episode": {k: np.stack([t[k] for t in eps])
+                                                         for k in eps[0]}})
+        return out
+
+    def load_state_dict(self, envs: Sequence[dict | None], policy_state) -> None:
+        """Continue the unfinished episodes of the envs whose entry is not None (the others are
+        reset at the next call) with the saved policy state."""
+        self.reset()
+        for i, item in enumerate(envs):
+            if item is None:
+                continue
+            self._obs[i] = dict(item["obs"])
+            episode = item["episode"]
+            length = len(next(iter(episode.values())))
+            self._episodes[i] = [{k: v[t] for k, v in episode.items()} for t in range(length)]
+        self._state = policy_state
+
+    @property
+    def policy_state(self):
+        return self._state
 
     def _bad(self, i: int, ob: Obs, step: int) -> bool:
         """True if `ob` holds non-finite values and was dropped; raises with `nonfinite: error`."""

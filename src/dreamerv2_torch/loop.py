@@ -1,10 +1,12 @@
 """The training loop: the only module that sees the whole config (spec §3; official `train.py`).
 
-Order of operations (spec §3.2): validate the logdir, build envs, replay and agent, resume from the
-checkpoint if there is one, prefill with a random policy, the first update plus `pretrain` updates,
-then phases of [write logs → eval report + `eval_eps` eval episodes → `eval_every` training steps →
-checkpoint]. Per training step: count, store, train every `train_every` steps, log every
-`log_every` steps. Counters are policy steps; everything a user sees is in frames.
+This module is the wiring (`train`): validate the config and the logdir, seed and build envs,
+replay and agent, resume from the checkpoint if there is one (cutting the log lines written after
+it), then hand over to `runner.Loop`, which runs prefill, the first updates and the phases of
+[write logs → eval report + `eval_eps` eval episodes → checkpoint → `eval_every` training steps]
+(spec §3.2). Per training step: count, store, train every `train_every` steps, log every
+`log_every` steps, checkpoint every `checkpoint_every` minutes. Counters are policy steps;
+everything a user sees is in frames.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import torch
 from . import presets, tracking, vector_atari
 from .agent import Agent
 from .config import Config
-from .driver import SerialEnvs
+from .driver import SerialEnvs, stream_seed
 from .envs import make_env
 from .envs.base import Env
 from .forecast import Forecast
 from .logger import Logger, Progress
 from .parallel import ParallelEnvs
 from .replay import Replay
-from .rundir import open_rundir
+from .rundir import LOGS, RunError, open_rundir, remove_temporary, truncate_logs
 from .runner import Loop
 
 EnvFactory = Callable[[int, str], Env]  # (seed, mode) -> env
@@ -76,17 +78,37 @@ class StopRequested:
 
 def train(config: Config, env_factory: EnvFactory | None = None, *,
           progress: bool = True) -> dict:
-    """Train, or resume the run in `config.logdir`. Returns the final counters."""
+    """Train, or resume the run in `config.logdir`. Returns the final counters.
+
+    An OSError (disk full, read-only logdir) becomes one `rundir.RunError` line, after the
+    temporary files of the failed write are removed; the last checkpoint stays intact.
+    """
     presets.validate(config)
     tracking.check_available(config)  # issue 8: an optional tracker's install hint, early
+    try:
+        return _train(config, env_factory, progress)
+    except OSError as error:
+        logdir = Path(config.logdir).expanduser()
+        remove_temporary(logdir)
+        raise RunError(f"{error} (run in {logdir}; its last checkpoint is intact)") from None
+
+
+def _train(config: Config, env_factory: EnvFactory | None, progress: bool) -> dict:
     run = open_rundir(config)  # validates the logdir; writes nothing yet
     if config.threads:
         torch.set_num_threads(config.threads)
     make = env_factory or default_env_factory(config, run.logdir)
     # The eval env first: building it in this process checks the task before workers start.
     # eval_eps 0 runs no evaluation and builds no eval env (the Python API without an eval env).
-    eval_env = SerialEnvs([make(config.seed + 10_000, "eval")]) if config.eval_eps else None
-    seeds = [config.seed + i for i in range(config.envs)]
+    # Seeds never repeat a stream whose experience was stored: a fresh run uses seed + i, every
+    # later start mixes in the restart counter and the episode files on disk (driver.stream_seed).
+    restarts = int(run.checkpoint.get("restarts", 0)) + 1 if run.checkpoint else 0
+    stored = sum(len(list((run.logdir / d).glob("*.npz")))
+                 for d in ("train_episodes", "eval_episodes") if (run.logdir / d).is_dir())
+    seed = functools.partial(stream_seed, restarts=restarts, stored=stored)
+    eval_seed = seed(config.seed + 10_000, 0)
+    eval_env = SerialEnvs([make(eval_seed, "eval")]) if config.eval_eps else None
+    seeds = [seed(config.seed, i) for i in range(config.envs)]
     if config.atari_vector:  # issue 11: ale-py's vector env for the training games
         train_envs = vector_atari.from_config(config, seeds[0])
     else:
@@ -94,8 +116,12 @@ def train(config: Config, env_factory: EnvFactory | None = None, *,
                       else SerialEnvs([make(seeds[0], "train")]))
     run.commit()  # the config is valid and the task exists: now the logdir may change
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed(config.seed, 10**6))  # the random policy's stream
     logdir = run.logdir
+    # Log lines past the checkpoint (or all, with none) belong to a killed start's timeline.
+    sizes = run.checkpoint.get("logs", {}) if run.checkpoint else dict.fromkeys(LOGS, 0)
+    if truncate_logs(logdir, sizes):
+        print("Log lines written after the last checkpoint were dropped (a kill lost that work).")
     train_replay = Replay(logdir / "train_episodes", config.replay.capacity, config.replay.minlen,
                           config.replay.maxlen, config.replay.prioritize_ends, seed=config.seed)
     eval_replay = Replay(logdir / "eval_episodes", max(1, config.replay.capacity // 10),

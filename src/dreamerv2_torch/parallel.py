@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .envs.base import Env, Obs, Space
+from .envs.base import Env, Obs, Space, env_state
 
 EnvFactory = Callable[[int, str], Env]  # (seed, mode) -> env
 
@@ -75,7 +75,12 @@ def _worker(conn, payload: bytes, seed: int, mode: str) -> None:
                 env.close()
                 conn.send(("ok", None))
                 return
-            result = env.step(arg) if command == "step" else env.reset()
+            if command == "get_state":
+                result = env_state(env)
+            elif command == "set_state":
+                result = env.set_state(arg)
+            else:
+                result = env.step(arg) if command == "step" else env.reset()
             conn.send(("ok", result))
     except BaseException as error:  # noqa: BLE001
         try:
@@ -142,6 +147,24 @@ class ParallelEnvs:
         if len(actions) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
         return self._call([("step", i, a) for i, a in enumerate(actions)])
+
+    def get_states(self) -> list[dict | None]:
+        """Each env's `get_state()` (None where it has none or its worker is broken)."""
+        states: list[dict | None] = []
+        for i in range(self.num_envs):
+            try:  # a broken worker has no state to save; step/reset restart it as usual
+                self._conns[i].send(("get_state", None))
+                states.append(self._receive(i))
+            except Exception:  # noqa: BLE001
+                states.append(None)
+        return states
+
+    def set_states(self, states: Sequence[dict | None]) -> None:
+        todo = [i for i, state in enumerate(states) if state is not None]
+        for i in todo:
+            self._conns[i].send(("set_state", states[i]))
+        for i in todo:
+            self._receive(i)
 
     def close(self) -> None:
         if self._closed:

@@ -120,7 +120,8 @@ PURPOSES: dict[str, str] = {
 RESUMABLE = {"logdir", "steps", "log_every", "eval_every", "eval_eps", "log_keys_video", "device",
              "precision", "jit", "threads", "malloc_reuse", "conv_matmul", "batched_grads",
              "policy_fp32", "prefetch", "compile_loops",  # issue 11: the last two
-             "tensorboard_videos", "wandb"}  # issue 8: the last two
+             "tensorboard_videos", "wandb",  # issue 8: the last two
+             "checkpoint_every", "nonfinite", "skip_limit"}  # issue 9
 
 
 class ConfigError(ValueError):

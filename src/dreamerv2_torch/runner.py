@@ -1,8 +1,12 @@
 """Counters and callbacks of one training run (spec §3.2, §3.3, §7.1; the `train.py` closures).
 
-`Loop.run` performs prefill, the first updates and the eval/train phases; the driver callbacks
-`train_step` and `per_episode` do the per-step and per-episode work. Built and wired by
-`loop.train`.
+`Loop` (built and wired by `loop.train`) holds the counters and runs the training loop:
+`Loop.run` performs prefill, the first updates and the phases [evaluate → checkpoint → train up to
+the next evaluation]; the driver callbacks `train_step` and `per_episode` do the per-step and
+per-episode work. `save`/`restore` own the checkpoint's contents: besides weights and counters,
+the eval schedule (a stop mid-phase continues it), the env states, unfinished episodes and policy
+state (a stop resumes mid-episode), the restart counter that makes new env seeds, and the log
+lengths that a resume cuts back to (issue 9; docs/parity.md).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .agent import Agent
 from .config import Config, to_dict
 from .device_metrics import DeviceMetrics
@@ -25,7 +29,7 @@ from .prefetch import DevicePrefetch, device_batches
 from .replay import Replay
 
 
-class SkippedUpdates(RuntimeError):
+class SkippedUpdates(rundir.RunError):
     """More than `skip_limit` of recent updates were skipped for non-finite gradients."""
 
 
@@ -72,6 +76,13 @@ class Loop:
                       "video_eval": Every(config.eval_every)}
         self.dataset = None
         self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
+        # issue 9: the step of the last finished evaluation phase and the episodes done in the
+        # current one (a stop mid-phase continues it), the restart counter, the time of the last
+        # checkpoint (checkpoint_every).
+        self.last_eval: int | None = None
+        self.eval_done = 0
+        self.restarts = 0
+        self.last_save = time.monotonic()
         self.last_write = (time.time(), 0)
         self.skipped_mark: tuple[dict, int] = ({}, 0)  # optimiser skip counts at the last check
         self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
@@ -90,6 +101,7 @@ class Loop:
             if driver is None:
                 continue
             driver.should_stop = lambda: stop.flag
+        self.train_driver.on_safe_points.append(self.save_by_the_clock)
         self.train_driver.on_steps.append(self.train_step)
         self.train_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "train"))
         if self.eval_driver is not None:
@@ -111,12 +123,15 @@ class Loop:
                 self.update()
             self.pretrained = True
         while self.step < c.steps and not self.stop.flag:
-            self.write()
-            self.evaluate()
-            if self.stop.flag:
-                break
-            self.train_driver(self._policy("train"), steps=min(c.eval_every, c.steps - self.step))
-            self.save()
+            if self.last_eval is None or self.step >= self.last_eval + c.eval_every:
+                self.write()
+                self.evaluate()  # continues a phase that a stop interrupted
+                if self.stop.flag:
+                    break
+                self.last_eval, self.eval_done = self.step, 0
+                self.save()  # holds this evaluation: a resume does not repeat it
+            end = min(self.last_eval + c.eval_every, c.steps)
+            self.train_driver(self._policy("train"), steps=end - self.step)
         self.write()
         self.save()
 
@@ -145,12 +160,13 @@ class Loop:
         self.eval_driver.reset()
 
     def evaluate(self) -> None:
-        if self.eval_replay.stats["loaded_episodes"] and self.video_keys:
+        if self.eval_done == 0 and self.eval_replay.stats["loaded_episodes"] and self.video_keys:
             batch = self.eval_replay.sample(min(6, self.config.dataset.batch),
                                             self.config.dataset.length)
             self.logger.add(self.agent.report(batch), prefix="eval")
-        if self.eval_driver is not None:
-            self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps)
+        if self.eval_driver is not None and self.eval_done < self.config.eval_eps:
+            self.eval_driver.reset()  # an unfinished eval episode (a stop) is played again
+            self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps - self.eval_done)
 
     def update(self) -> None:
         if self.dataset is None:
@@ -204,6 +220,8 @@ class Loop:
     def per_episode(self, episode: dict, mode: str) -> None:
         replay = self.train_replay if mode == "train" else self.eval_replay
         replay.add_episode(episode)
+        if mode == "eval" and self.pretrained:  # not the random eval episode of the prefill
+            self.eval_done += 1
         length = len(episode["reward"]) - 1
         score = float(episode["reward"].astype(np.float64).sum())
         self.logger.scalar(f"{mode}_return", score)
@@ -254,7 +272,21 @@ class Loop:
         self.progress.update(self.frames, self.logger.write(self.frames))
 
     # ---- checkpoints ----
+    def save_by_the_clock(self) -> None:
+        every = self.config.checkpoint_every * 60
+        if every and time.monotonic() - self.last_save >= every:
+            self.save()
+
+    def stored(self) -> int:
+        """Episode files on disk (train and eval): a restart with a different count than its
+        checkpoint's must not replay the checkpoint's env streams (see `restore`)."""
+        return self.train_replay.stats["total_episodes"] + self.eval_replay.stats["total_episodes"]
+
     def save(self) -> None:
+        """A checkpoint of everything a resume needs, at a point where the drivers are whole."""
+        self.write()  # scalars added so far are logged before the log sizes are recorded
+        envs = {"train": self.train_envs.get_states(),
+                "eval": self.eval_env.get_states() if self.eval_env else []}
         checkpoint.save(self.logdir, {
             "config": to_dict(self.config), "step": self.step, "updates": self.updates,
             "pretrained": self.pretrained,
@@ -266,9 +298,20 @@ class Loop:
             "eval_replay": self.eval_replay.state_dict(),
             "rng": checkpoint.rng_state(), "loop_rng": checkpoint.generator_state(self.rng),
             "crafter": self.crafter,
+            # issue 9: streams, the unfinished episodes, the eval schedule, the log lengths.
+            "restarts": self.restarts, "stored": self.stored(),
+            "env_states": checkpoint.to_torch(envs),
+            "driver": checkpoint.to_torch(self.train_driver.state_dict()),
+            "policy_state": self.train_driver.policy_state,
+            "last_eval": self.last_eval, "eval_done": self.eval_done,
+            "dropped": self.train_driver.dropped, "logs": rundir.log_sizes(self.logdir),
         })
+        self.last_save = time.monotonic()
 
     def restore(self, state: dict) -> None:
+        """Load a checkpoint. Its env streams, unfinished episodes and random-policy RNG continue
+        only if no episode was stored since it was written (else they would repeat stored
+        experience: the envs then keep the fresh seeds they were built with)."""
         self.step, self.updates = int(state["step"]), int(state["updates"])
         self.pretrained = bool(state["pretrained"])
         for key, last in state["every"].items():
@@ -277,13 +320,31 @@ class Loop:
         self.train_replay.load_state_dict(state["train_replay"])
         self.eval_replay.load_state_dict(state["eval_replay"])
         checkpoint.set_rng_state(state["rng"])
-        checkpoint.set_generator_state(self.rng, state["loop_rng"])
         if "crafter" in state:  # absent in checkpoints written before it was added
             crafter = state["crafter"]
             self.crafter = {"episodes": int(crafter["episodes"]),
                             "counts": {k: int(v) for k, v in crafter["counts"].items()}}
         self.last_write = (time.time(), self.frames)  # the first fps after a resume
-        print(f"Resumed from step {self.step} ({self.frames} frames).", flush=True)
+        self.restarts = int(state.get("restarts", 0)) + 1
+        self.last_eval, self.eval_done = state.get("last_eval"), int(state.get("eval_done", 0))
+        self.train_driver.dropped = int(state.get("dropped", 0))
+        self.skipped_mark = ({}, self.updates)
+        same = state.get("stored") == self.stored() and "env_states" in state
+        how = "fresh env streams"
+        if same:
+            checkpoint.set_generator_state(self.rng, state["loop_rng"])
+            envs = checkpoint.to_numpy(state["env_states"])
+            self.train_envs.set_states(envs["train"])
+            if self.eval_env is not None and len(envs["eval"]) == self.eval_env.num_envs:
+                self.eval_env.set_states(envs["eval"])
+            driver = checkpoint.to_numpy(state["driver"])
+            driver = [d if s is not None else None for d, s in zip(driver, envs["train"])]
+            policy = checkpoint.to_device(state["policy_state"], self.agent.device)
+            self.train_driver.load_state_dict(driver, policy)
+            continued = sum(d is not None for d in driver)
+            how = f"env streams continued, {continued} unfinished episode(s)"
+        print(f"Resumed from step {self.step} ({self.frames} frames; restart {self.restarts}, "
+              f"{how}).", flush=True)
 
     def close(self) -> None:
         if self.dataset is not None:  # stop the sampling thread(s) now, not at garbage collection

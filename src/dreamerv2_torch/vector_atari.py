@@ -79,6 +79,14 @@ class VectorAtari:
     def close(self) -> None:
         self.env.close()
 
+    def get_states(self) -> list[None]:
+        # ALE's vector env exposes no per-game state to save: a resume starts fresh streams,
+        # with new seeds (issue 9), rather than continuing the unfinished episodes.
+        return [None] * self.num_envs
+
+    def set_states(self, states) -> None:
+        pass
+
 
 def from_config(config, seed: int) -> VectorAtari:
     """`config.envs` games of `config.task` (atari_<game>) with the config's preprocessing."""

@@ -14,8 +14,12 @@ An environment exposes two dicts of `Space`s and two methods:
   and its flags. ``is_last`` ends the episode (game over or time limit); ``is_terminal`` only on a
   true termination (a time limit sets ``is_last`` but never ``is_terminal``).
 * ``close()``.
+* optional ``get_state() -> dict | None`` and ``set_state(state)``: everything needed to continue
+  the env's stream exactly (RNG states, counters) as plain ints/strings/bools, so that a stopped
+  run resumes mid-episode (`runner.py`). Envs without them restart with fresh seeds on resume.
 
-Every env is built with an integer ``seed`` (env i of a run gets ``seed + i``).
+Every env is built with an integer ``seed`` (env i of a fresh run gets ``seed + i``; a resumed run
+derives new seeds, see `driver.stream_seed`).
 """
 
 from __future__ import annotations
@@ -113,6 +117,19 @@ class Wrapper:
     def close(self) -> None:
         self.env.close()
 
+    def get_state(self) -> dict | None:
+        get = getattr(self.env, "get_state", None)
+        return get() if get is not None else None
+
+    def set_state(self, state: dict) -> None:
+        self.env.set_state(state)
+
+
+def env_state(env: Env) -> dict | None:
+    """The env's saved state (see the module docstring), or None if it cannot save one."""
+    get = getattr(env, "get_state", None)
+    return get() if get is not None else None
+
 
 class TimeLimit(Wrapper):
     """Ends an episode after ``duration`` steps: ``is_last`` but not ``is_terminal`` (0 = off)."""
@@ -133,6 +150,14 @@ class TimeLimit(Wrapper):
             obs = dict(obs)
             obs["is_last"] = np.array(True)
         return obs
+
+    def get_state(self) -> dict | None:
+        inner = super().get_state()
+        return None if inner is None else {"env": inner, "time_limit_step": self._step}
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state["env"])
+        self._step = int(state["time_limit_step"])
 
 
 def check_one_hot(action: np.ndarray, n: int) -> int:

@@ -16,9 +16,14 @@ the replay's sequence length of 50) and is cut there.
   Reward +1 for choosing it, 0 otherwise; a fresh target is drawn from the env's seeded RNG after
   every step. Optimal return = length (100), uniformly random policy = length / 4 (25). The
   episode is cut with ``is_terminal=False`` (like a time limit), since the task has no end.
+
+All save and restore their state (`get_state`/`set_state`), so a stopped run continues their
+streams exactly.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -89,6 +94,16 @@ class DummyEnv:
 
     def close(self) -> None:
         pass
+
+    def get_state(self) -> dict:
+        """RNG and counters (JSON keeps PCG64's 128-bit integers exact), see `base.py`."""
+        return {"rng": json.dumps(self._rng.bit_generator.state), "step": self._step,
+                "last_action": self._last_action, "target": self._target}
+
+    def set_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = json.loads(state["rng"])
+        self._step, self._last_action = int(state["step"]), int(state["last_action"])
+        self._target = int(state["target"])
 
     def _observe(self) -> Obs:
         if self._name == "vector":
