@@ -80,3 +80,16 @@ def test_load_a_task_run_and_act_on_its_env(tmp_path):
     assert action.shape == env.act_space["action"].shape and np.isclose(action.sum(), 1.0)
     obs = env.step({"action": action})
     action, _ = agent.act(obs, state)
+
+
+def test_a_gpu_run_on_a_machine_without_one_names_the_fix(cartpole, tmp_path, monkeypatch):
+    import shutil as sh
+
+    copy = tmp_path / "gpu_run"
+    sh.copytree(cartpole, copy)
+    text = (copy / "config.yaml").read_text().replace("device: auto", "device: cuda")
+    (copy / "config.yaml").write_text(text)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ValueError, match="pass device='cpu'"):
+        dv2.load(copy, env=gymnasium.make("CartPole-v1"))
+    assert dv2.load(copy, env=gymnasium.make("CartPole-v1"), device="cpu").step == 150

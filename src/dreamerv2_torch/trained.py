@@ -119,7 +119,8 @@ def load(logdir: str | Path, *, env: Any = None, checkpoint: str | Path | None =
     if device:
         config = dataclasses.replace(config, device=device)
     elif config.device.startswith("cuda") and not torch.cuda.is_available():
-        config = dataclasses.replace(config, device="cpu")  # a GPU run loaded on a laptop
+        raise EvalError(f"the run was trained on device '{config.device}', which this machine "
+                        "lacks; pass device='cpu'")
     seed = config.seed + SEED_OFFSET if seed is None else int(seed)
     built = build_env(config, logdir, env, seed)
     agent = Agent(built.obs_space, built.act_space, config)
