@@ -51,6 +51,10 @@ def _assert_same(a, b, path="agent"):
         assert set(a) == set(b), path
         for key in a:
             _assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):  # e.g. the optimisers' per-parameter Adam moments
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b), path
     else:
