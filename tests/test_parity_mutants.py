@@ -119,3 +119,14 @@ def test_log_keys_of_the_observation_space_are_not_encoded():
     act = {"action": Space((2,), np.float32, discrete=True, low=0, high=1)}
     wm = WorldModel(obs, act, config)
     assert wm.encoder.mlp_keys == ["vector"] and list(wm.heads["decoder"].mlp_keys) == ["vector"]
+
+
+def test_replay_argument_bounds(tmp_path):
+    """The smallest valid replay (capacity 1, minlen = maxlen = 1) is accepted; one step below
+    each bound is refused (mutants at the boundaries of the check survived)."""
+    from dreamerv2_torch.replay import Replay
+
+    Replay(tmp_path / "a" / "nested", capacity=1, minlen=1, maxlen=1)  # parents are created
+    for bad in ({"capacity": 0}, {"minlen": 0, "maxlen": 1}, {"minlen": 3, "maxlen": 2}):
+        with pytest.raises(AssertionError):
+            Replay(tmp_path / "b", **{"capacity": 10, "minlen": 1, "maxlen": 1, **bad})
