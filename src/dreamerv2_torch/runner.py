@@ -335,6 +335,9 @@ class Loop:
               f"{how}).", flush=True)
 
     def close(self) -> None:
+        if self.dataset is not None:  # stop the sampling thread(s) now, not at garbage collection
+            self.dataset.close()
+            self.dataset = None
         for env in (self.train_envs, self.eval_env):
             if env is None:
                 continue
