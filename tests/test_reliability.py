@@ -264,7 +264,7 @@ def test_ctrl_c_before_training_starts_prints_no_traceback(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert "Traceback" not in err, err
-    assert proc.returncode in (0, 130), err
+    assert proc.returncode in (0, 130, -signal.SIGINT), err  # -2: Python re-raises at exit
 
 
 # ---- restarts and logs (bugs 3, 4) ----

@@ -87,3 +87,19 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 def _stored_steps(logdir):
     return sorted(int(p.stem.rsplit("-", 1)[1]) for p in (logdir / "train_episodes").glob("*.npz"))
+
+
+class Stateless(Stopping):
+    """The same env without get_state (like gym, DMC or Crafter envs here)."""
+
+    get_state = None
+
+
+@pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="signals")
+def test_a_stop_keeps_the_unfinished_episode_of_an_env_without_state(tmp_path):
+    STOP_AT["step"], Stopping.steps = 170, 0
+    config = presets.apply(_config(tmp_path / "run"), {"task": "api:Stateless"})
+    result = train(config, Stateless, progress=False)
+    assert result["stopped"] and result["step"] == 170
+    # Every counted step is stored: 100 in the prefill episode, 70 in the cut one.
+    assert sum(_stored_steps(tmp_path / "run")) == 170

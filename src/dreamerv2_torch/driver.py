@@ -196,6 +196,15 @@ class Driver:
             self._episodes[i] = [{k: v[t] for k, v in episode.items()} for t in range(length)]
         self._state = policy_state
 
+    def take_unfinished(self, i: int) -> dict[str, np.ndarray] | None:
+        """Env i's unfinished episode (stacked per key, without the last transition's `is_last`),
+        forgotten here: the env is reset at the next call. None if it has none."""
+        eps, ob = self._episodes[i], self._obs[i]
+        self._obs[i] = self._episodes[i] = None
+        if eps is None or ob is None or ob["is_last"] or len(eps) < 2:
+            return None
+        return {k: convert([t[k] for t in eps]) for k in eps[0]}
+
     @property
     def policy_state(self):
         return self._state

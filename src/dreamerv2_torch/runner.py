@@ -287,6 +287,11 @@ class Loop:
         self.write()  # scalars added so far are logged before the log sizes are recorded
         envs = {"train": self.train_envs.get_states(),
                 "eval": self.eval_env.get_states() if self.eval_env else []}
+        if self.stop.flag:  # a stop: envs that cannot save their state cannot continue their
+            for i, state in enumerate(envs["train"]):  # episode, so keep what it has (a cut one)
+                episode = self.train_driver.take_unfinished(i) if state is None else None
+                if episode is not None:
+                    self.train_replay.add_episode(episode)
         checkpoint.save(self.logdir, {
             "config": to_dict(self.config), "step": self.step, "updates": self.updates,
             "pretrained": self.pretrained,
