@@ -13,4 +13,6 @@ from soak_kill import soak  # noqa: E402
 def test_three_kills_lose_nothing_and_repeat_nothing(tmp_path):
     figures = soak(tmp_path / "soak", kills=3, steps=400, seed=1, wait=(0.5, 4.0))
     assert figures["kills"] == 3 and figures["duplicates"] == 0
-    assert figures["resumes"] == 2  # the first kill came before any checkpoint: a fresh start
+    # The first kill comes in prefill, normally before any checkpoint (then the next start is a
+    # fresh one); on a loaded machine the run may get to its first checkpoint before the kill.
+    assert figures["resumes"] in (2, 3)
