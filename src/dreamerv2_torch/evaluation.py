@@ -103,6 +103,15 @@ def evaluate(logdir: str | Path, episodes: int = 10, checkpoint: str | Path | No
         envs.close()
 
 
+def load_weights(agent, state: dict, path: Path, what: str) -> None:
+    """The checkpoint's weights into `agent`, or one EvalError saying what they do not fit."""
+    try:
+        agent.load_state_dict(state["agent"])
+    except (RuntimeError, KeyError) as error:
+        raise EvalError(f"the weights in {path} do not fit {what}: "
+                        f"{str(error).splitlines()[0]}") from None
+
+
 def _play(config: Config, envs, state: dict, path: Path, logdir: Path, episodes: int, seed: int,
           video: bool, verbose: bool) -> dict:
     from .agent import Agent
@@ -113,11 +122,7 @@ def _play(config: Config, envs, state: dict, path: Path, logdir: Path, episodes:
     frames = step * config.action_repeat
     torch.manual_seed(seed)
     agent = Agent(envs.obs_space, envs.act_space, config)
-    try:
-        agent.load_state_dict(state["agent"])
-    except (RuntimeError, KeyError) as error:
-        raise EvalError(f"the weights in {path} do not fit the model of {logdir / 'config.yaml'}: "
-                        f"{str(error).splitlines()[0]}") from None
+    load_weights(agent, state, path, f"the model of {logdir / 'config.yaml'}")
     logger = Logger(logdir, tensorboard=False)
     video_key = next((k for k in config.log_keys_video if k in envs.obs_space), None)
     returns: list[float] = []

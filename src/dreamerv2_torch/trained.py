@@ -112,7 +112,7 @@ def load(logdir: str | Path, *, env: Any = None, checkpoint: str | Path | None =
     import torch
 
     from .agent import Agent
-    from .evaluation import SEED_OFFSET, EvalError, _load_run
+    from .evaluation import SEED_OFFSET, EvalError, _load_run, load_weights
 
     logdir = Path(logdir).expanduser()
     config, path, state = _load_run(logdir, checkpoint)
@@ -124,9 +124,6 @@ def load(logdir: str | Path, *, env: Any = None, checkpoint: str | Path | None =
     seed = config.seed + SEED_OFFSET if seed is None else int(seed)
     built = build_env(config, logdir, env, seed)
     agent = Agent(built.obs_space, built.act_space, config)
-    try:
-        agent.load_state_dict(state["agent"])
-    except (RuntimeError, KeyError) as error:
-        raise EvalError(f"the weights in {path} do not fit this env's spaces or the model of "
-                        f"{logdir / 'config.yaml'}: {str(error).splitlines()[0]}") from None
+    load_weights(agent, state, path,
+                 f"this env's spaces or the model of {logdir / 'config.yaml'}")
     return TrainedAgent(agent, config, built, int(state["step"]), path)
