@@ -346,8 +346,11 @@ class Loop:
             driver = [d if s is not None else None for d, s in zip(driver, envs["train"])]
             policy = checkpoint.to_device(state["policy_state"], self.agent.device)
             self.train_driver.load_state_dict(driver, policy)
+            # Envs without a savable state (ALE, DMC, ...) start a fresh stream on every resume.
+            saved = sum(s is not None for s in envs["train"])
             continued = sum(d is not None for d in driver)
-            how = f"env streams continued, {continued} unfinished episode(s)"
+            how = (f"{saved} of {len(driver)} env streams continued, "
+                   f"{continued} unfinished episode(s)")
         print(f"Resumed from step {self.step} ({self.frames} frames; restart {self.restarts}, "
               f"{how}).", flush=True)
 
