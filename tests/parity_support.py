@@ -172,17 +172,18 @@ def load_official(agent: Agent, weights: Mapping[str, np.ndarray]) -> None:
             param.copy_(value)
 
 
+def _official_layout(value: torch.Tensor, layout: str) -> np.ndarray:
+    if layout == "dense":
+        value = value.t()
+    elif layout in ("conv", "convT"):
+        value = value.permute(2, 3, 1, 0)
+    return value.double().numpy()
+
+
 def our_weights(agent: Agent) -> dict[str, np.ndarray]:
     """Our parameters in the official layouts, by official name."""
-    out = {}
-    for name, (param, layout) in official_names(agent).items():
-        value = param.detach()
-        if layout == "dense":
-            value = value.t()
-        elif layout in ("conv", "convT"):
-            value = value.permute(2, 3, 1, 0)
-        out[name] = value.double().numpy()
-    return out
+    return {name: _official_layout(param.detach(), layout)
+            for name, (param, layout) in official_names(agent).items()}
 
 
 def our_grads(agent: Agent, names: list[str]) -> dict[str, np.ndarray]:
@@ -192,11 +193,7 @@ def our_grads(agent: Agent, names: list[str]) -> dict[str, np.ndarray]:
         param, layout = table[name]
         grad = param.grad
         value = torch.zeros_like(param) if grad is None else grad.detach()
-        if layout == "dense":
-            value = value.t()
-        elif layout in ("conv", "convT"):
-            value = value.permute(2, 3, 1, 0)
-        out[name] = value.double().numpy()
+        out[name] = _official_layout(value, layout)
     return out
 
 
