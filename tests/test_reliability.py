@@ -364,3 +364,67 @@ def test_resume_drops_log_lines_written_after_the_checkpoint(finished, tmp_path)
     frames = [s["frames"] for s in read_jsonl(logdir / "scores.jsonl") if s["mode"] == "eval"]
     later = [f for f in frames if f > 20]  # at 20: the prefill's random episode and the first
     assert later == [40, 60]  # the fake line is gone, the real evaluation at 60 logged once
+
+
+# ---- episode file order (exact resume) ----
+
+class _Clock:
+    """Stands in for `replay.datetime`: `now()` gives the times in `stamps`, in turn."""
+
+    def __init__(self, *stamps):
+        self.stamps = list(stamps)
+        self.datetime = self
+
+    def now(self):
+        return self.stamps.pop(0) if len(self.stamps) > 1 else self.stamps[0]
+
+
+def _episode(eplen, ident):
+    steps = np.arange(eplen + 1)
+    return {"vector": np.stack([steps, np.full_like(steps, ident)], -1).astype(np.float32),
+            "reward": np.ones(eplen + 1, np.float32), "is_first": steps == 0,
+            "is_last": steps == eplen, "is_terminal": steps == eplen}
+
+
+@pytest.mark.parametrize("clock", ["one second", "backwards"])
+def test_episodes_reload_in_insertion_order(tmp_path, monkeypatch, clock):
+    """Episodes stored within one second (or while the clock goes back: NTP, a DST change)
+    reload in the order they were stored, so a resumed replay samples as the live one."""
+    import datetime
+
+    from dreamerv2_torch import replay as replay_module
+    from dreamerv2_torch.replay import Replay
+
+    t = datetime.datetime(2026, 10, 25, 2, 30, 0)
+    stamps = [t] if clock == "one second" else [t - datetime.timedelta(minutes=i)
+                                                for i in range(12)]
+    monkeypatch.setattr(replay_module, "datetime", _Clock(*stamps))
+    live = Replay(tmp_path, capacity=10_000, minlen=5, maxlen=12, seed=3)
+    names = [live.add_episode(_episode(10 + i, i)).name for i in range(12)]
+    live.sample(3, 7)  # leaves a sequence half used
+    state = live.state_dict()
+    resumed = Replay(tmp_path, capacity=10_000, minlen=5, maxlen=12, seed=3)
+    resumed.load()
+    assert resumed.episode_files() == names
+    resumed.load_state_dict(state)
+    for _ in range(5):
+        np.testing.assert_array_equal(resumed.sample(4, 7)["vector"], live.sample(4, 7)["vector"])
+    # Capacity keeps the newest episodes, by insertion order too.
+    small = Replay(tmp_path, capacity=60, minlen=5, maxlen=12)
+    small.load()
+    assert small.episode_files() == names[-len(small.episode_files()):]
+
+
+def test_official_episode_names_still_load_before_indexed_ones(tmp_path):
+    from dreamerv2_torch.replay import Replay
+
+    old = tmp_path / "20991231T235959-0123456789abcdef0123456789abcdef-10.npz"  # a later time
+    np.savez_compressed(old, **_episode(10, 99))
+    replay = Replay(tmp_path, capacity=10_000, minlen=5, maxlen=12)
+    replay.load()
+    new = replay.add_episode(_episode(11, 0)).name
+    assert new.split("-")[1] == "00000001"  # the index goes on after the files already there
+    reloaded = Replay(tmp_path, capacity=10_000, minlen=5, maxlen=12)
+    reloaded.load()
+    assert reloaded.episode_files() == [old.name, new]
+    assert reloaded.stats["total_episodes"] == 2 and reloaded.stats["total_steps"] == 21

@@ -67,7 +67,7 @@ def test_write_reload_same_episodes(tmp_path: Path) -> None:
 def test_file_names_carry_eplen_and_no_temp_files(tmp_path: Path) -> None:
     replay = Replay(tmp_path, capacity=10_000)
     for path, eplen in zip(fill(replay, [50, 64, 99]), [50, 64, 99], strict=True):
-        assert re.fullmatch(rf"\d{{8}}T\d{{6}}-[0-9a-f]{{32}}-{eplen}\.npz", path.name)
+        assert re.fullmatch(rf"\d{{8}}T\d{{6}}-\d{{8}}-[0-9a-f]{{32}}-{eplen}\.npz", path.name)
     assert all(p.suffix == ".npz" for p in tmp_path.iterdir())
     (tmp_path / ".stale.npz.part").write_bytes(b"half an episode")  # a crash mid-write
     reader = Replay(tmp_path, capacity=10_000)

@@ -28,7 +28,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-_NAME = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{32}-(\d+)\.npz$")
+# `{time}-{index}-{uuid}-{eplen}.npz` (issue 9: `index` counts the directory's episodes, so the
+# reload order is the insertion order even within one second or when the clock goes back); the
+# official `{time}-{uuid}-{eplen}.npz` still loads, before any indexed name.
+_NAME = re.compile(r"^\d{8}T\d{6}(?:-(\d+))?-[0-9a-f]{32}-(\d+)\.npz$")
 Batch = dict[str, np.ndarray]
 
 
@@ -72,6 +75,7 @@ class Replay:
         self._resume: dict | None = None  # stream state after the last prefetched batch used
         self._head = 0  # the absolute row after the newest episode
         self._loaded_steps = self._total_steps = self._total_episodes = 0
+        self._index = 0  # the next file's index
 
     def add_episode(self, episode: Batch) -> Path | None:
         """Write a finished episode atomically and keep it in RAM; None if eplen < minlen."""
@@ -85,7 +89,7 @@ class Replay:
         if self._ring:
             self._check(kept)  # before writing, so a mismatching episode leaves no file
         stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
-        path = self.directory / f"{stamp}-{uuid.uuid4().hex}-{eplen}.npz"
+        path = self.directory / f"{stamp}-{self._index:08d}-{uuid.uuid4().hex}-{eplen}.npz"
         # A temp name outside the *.npz glob, renamed once complete: a crash never leaves a
         # truncated episode file behind (a stale temp file is ignored by load()).
         tmp = path.with_name(f".{path.name}.part")
@@ -94,6 +98,7 @@ class Replay:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        self._index += 1
         with self._lock:
             self._insert(path.name, kept)
             self._total_steps += eplen
@@ -104,8 +109,11 @@ class Replay:
         """Load episodes from the directory, most recent first, up to ``capacity`` steps."""
         if self._spans:
             raise RuntimeError("load() must run before the first add_episode()")
-        matches = (_NAME.match(path.name) for path in self.directory.glob("*.npz"))
-        names = sorted((m.group(0), int(m.group(1))) for m in matches if m)
+        matches = [m for m in map(_NAME.match, (p.name for p in self.directory.glob("*.npz"))) if m]
+        # Insertion order: unindexed (official) names by time, then indexed ones by index.
+        matches.sort(key=lambda m: (m.group(1) is not None, int(m.group(1) or 0), m.group(0)))
+        names = [(m.group(0), int(m.group(2))) for m in matches]
+        self._index = max([len(names)] + [int(m.group(1)) + 1 for m in matches if m.group(1)])
         # Totals count every file by its name, like the official step counter, so episodes
         # that are unreadable or beyond capacity still count as steps taken.
         self._total_steps, self._total_episodes = sum(e for _, e in names), len(names)
