@@ -54,9 +54,17 @@ def test_rgb_and_minimal_action_set():
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_sticky_actions_and_noop_starts(mode):
     env = make_env("atari_pong", seed=3, mode=mode, action_repeat=4)
-    assert env.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    # ALE's rule applied one level up (envs/atari.py): ALE's own probability is 0.
+    assert env.ale.getFloat("repeat_action_probability") == 0.0 and env._sticky.prob == 0.25
     env.reset()
     assert 1 <= env.ale.getEpisodeFrameNumber() <= 30  # 1..30 NOOP frames before the first obs
+    applied, step = [], env._inner.step
+    env._inner.step = lambda index: (applied.append(index), step(index))[1]  # per frame
+    for t in range(500):
+        env.step(one_hot(1 + t % 2))  # the commanded action changes every policy step
+    firsts = applied[::4]  # the first frame of a step repeats the previous step's last frame
+    kept = np.mean([a == b for a, b in zip(applied[3::4], firsts[1:])])
+    assert 0.2 < kept < 0.3, kept
 
 
 def test_time_limit_sets_last_not_terminal():

@@ -428,3 +428,41 @@ def test_official_episode_names_still_load_before_indexed_ones(tmp_path):
     reloaded.load()
     assert reloaded.episode_files() == [old.name, new]
     assert reloaded.stats["total_episodes"] == 2 and reloaded.stats["total_steps"] == 21
+
+
+# ---- Atari: a stop continues the emulator's stream (bug 3) ----
+
+def _atari_rollout(env, actions):
+    out = []
+    for index in actions:
+        ob = env.step({"action": np.eye(18, dtype=np.float32)[index]})
+        out.append(ob)
+        if ob["is_last"]:
+            out.append(env.reset())  # the next episode's NOOP start continues the RNG too
+    return out
+
+
+@pytest.mark.parametrize("game, saved_at", [("breakout", [0, 1, 37, 90]), ("pong", [5, 60])])
+def test_atari_state_continues_the_same_frames_with_sticky_actions(game, saved_at):
+    """Save the state after n steps, restore it into an env built with another seed: the next
+    steps' frames, RAM, rewards and flags equal the original's, with sticky actions on (p=0.25,
+    as in the `atari` preset) and through a game over and the next episode's NOOP start."""
+    pytest.importorskip("ale_py")
+    from dreamerv2_torch.envs import make_env
+
+    actions = np.random.default_rng(0).integers(18, size=400)
+    for n in saved_at:
+        env = make_env(f"atari_{game}", seed=3, action_repeat=4, time_limit=150)
+        env.reset()
+        _atari_rollout(env, actions[:n])
+        state = checkpoint.to_numpy(checkpoint.to_torch(env.get_state()))  # as in a checkpoint
+        want = _atari_rollout(env, actions[n:])
+        fresh = make_env(f"atari_{game}", seed=99, action_repeat=4, time_limit=150)
+        fresh.reset()
+        _atari_rollout(fresh, actions[:7])  # another position, another sticky action
+        fresh.set_state(state)
+        got = _atari_rollout(fresh, actions[n:])
+        assert sum(ob["is_first"] for ob in want) >= 1  # the comparison crosses an episode end
+        for t, (a, b) in enumerate(zip(want, got, strict=True)):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"n={n} t={t} {key}")

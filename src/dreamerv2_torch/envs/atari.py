@@ -4,7 +4,10 @@ Official counterpart: ``Atari`` in ``danijar/dreamerv2:dreamerv2/common/envs.py`
 gym's ``AtariEnv`` in old gym's ``AtariPreprocessing``. Here the same two layers come from ale-py's
 ``AtariEnv`` and gymnasium's ``AtariPreprocessing`` (the one recommended in environments.md §1):
 
-* sticky actions p = 0.25 inside ALE, per emulator frame, in train AND eval envs;
+* sticky actions p = 0.25 per emulator frame, in train AND eval envs: ALE's rule (each frame
+  repeats the previous frame's action with probability p, NOOP after a reset), applied by
+  `_StickyActions` here with ALE's own set to 0, because ALE keeps that previous action outside
+  its `cloneState`: a restored emulator could not continue the stream (`get_state`, issue 9);
 * the full 18-action set when ``all_actions`` (the paper; HEAD used the minimal set);
 * reset: 1..30 NOOP frames drawn from the env's RNG; no FIRE on reset;
 * step: the action is repeated ``action_repeat`` (4) frames, raw rewards are summed (no clipping),
@@ -16,12 +19,16 @@ gym's ``AtariEnv`` in old gym's ``AtariPreprocessing``. Here the same two layers
 We build ``ale_py.env.AtariEnv`` directly rather than ``gym.make('ALE/<Game>-v5', ...)``: every v5
 default is overridden anyway, and skipping ``gym.make``'s checker and order-enforcing wrappers
 keeps a policy step near 0.35 ms. Seeding: the first reset passes ``seed`` to gymnasium, which seeds
-both ALE (sticky actions) and the NOOP RNG; later resets continue those RNG streams.
+the env's ``np_random`` that draws the NOOPs and the sticky actions; later resets continue it.
+`get_state`/`set_state` save and restore the emulator, that RNG, the sticky action and the
+max-pool buffers, so a stopped run continues the same frames bit for bit.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 
 import numpy as np
 
@@ -53,6 +60,31 @@ def rom_id(game: str) -> str:
     return rom
 
 
+@functools.cache
+def _sticky_actions():
+    """The `_StickyActions` wrapper class (built on first use: gymnasium is an optional extra)."""
+    import gymnasium
+
+    class _StickyActions(gymnasium.Wrapper):
+        """ALE's sticky actions one level up, per emulator frame: the new action with probability
+        1 - p, else the previous frame's; NOOP (0) after a reset, as ALE's soft reset."""
+
+        def __init__(self, env, prob: float):
+            super().__init__(env)
+            self.prob, self.previous = float(prob), 0
+
+        def reset(self, **kwargs):
+            self.previous = 0
+            return self.env.reset(**kwargs)
+
+        def step(self, action):
+            if not self.prob or self.env.unwrapped.np_random.random() >= self.prob:
+                self.previous = action
+            return self.env.step(self.previous)
+
+    return _StickyActions
+
+
 class Atari:
     """One Atari game with DreamerV2's preprocessing; one-hot actions, dict observations."""
 
@@ -77,12 +109,14 @@ class Atari:
             game=rom,
             obs_type="grayscale" if grayscale else "rgb",
             frameskip=1,  # the preprocessing wrapper repeats, so that it can max-pool
-            repeat_action_probability=sticky_prob,
+            repeat_action_probability=0.0,  # sticky actions: `_StickyActions`, see above
             full_action_space=all_actions,
             max_num_frames_per_episode=None,  # the time limit is counted in policy steps instead
         )
+        self._inner = inner
+        self._sticky = _sticky_actions()(inner, sticky_prob)
         self._env = AtariPreprocessing(
-            inner,
+            self._sticky,
             noop_max=noop_max,
             frame_skip=action_repeat,
             screen_size=(size[1], size[0]),  # (width, height), as cv2.resize wants it
@@ -121,6 +155,30 @@ class Atari:
             reward, is_first=False, is_last=terminated or truncated, is_terminal=terminated
         )
         return {"image": image, "ram": self.ale.getRAM(), **flags}
+
+    def get_state(self) -> dict:
+        """Emulator (ALE's `cloneState`), RNG, sticky action and max-pool buffers (`base.py`)."""
+        pre = self._env
+        ale = self.ale.cloneState(include_rng=True).serialize()
+        return {
+            "ale": np.frombuffer(ale, np.uint8).copy(),
+            "rng": json.dumps(self._inner.np_random.bit_generator.state),
+            "sticky": int(self._sticky.previous), "seed": self._seed,
+            "buffers": np.stack(pre.obs_buffer), "lives": int(pre.lives),
+            "game_over": bool(pre.game_over),
+        }
+
+    def set_state(self, state: dict) -> None:
+        from ale_py import ALEState
+
+        self.ale.restoreState(ALEState(np.asarray(state["ale"], np.uint8).tobytes()))
+        self._inner.np_random.bit_generator.state = json.loads(state["rng"])
+        self._sticky.previous = int(state["sticky"])
+        self._seed = None if state["seed"] is None else int(state["seed"])
+        pre = self._env
+        for buffer, saved in zip(pre.obs_buffer, state["buffers"]):
+            buffer[...] = saved
+        pre.lives, pre.game_over = int(state["lives"]), bool(state["game_over"])
 
     def close(self) -> None:
         self._env.close()
