@@ -466,3 +466,52 @@ def test_atari_state_continues_the_same_frames_with_sticky_actions(game, saved_a
         for t, (a, b) in enumerate(zip(want, got, strict=True)):
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"n={n} t={t} {key}")
+
+
+class _AtariStopping:
+    """atari_pong (sticky actions on, 100-step episodes) whose train env interrupts the process
+    once at train step `stop_at`."""
+
+    stop_at, steps = None, 0
+
+    def __init__(self, seed, mode):
+        from dreamerv2_torch.envs import make_env
+
+        self.env = make_env("atari_pong", seed=seed, mode=mode, action_repeat=4, time_limit=100)
+        self.mode = mode
+        self.obs_space, self.act_space = self.env.obs_space, self.env.act_space
+        self.reset, self.close = self.env.reset, self.env.close
+        self.get_state, self.set_state = self.env.get_state, self.env.set_state
+
+    def step(self, action):
+        ob = self.env.step(action)
+        if self.mode == "train":
+            _AtariStopping.steps += 1
+            if _AtariStopping.steps == _AtariStopping.stop_at:
+                signal.raise_signal(signal.SIGINT)
+        return ob
+
+
+@pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="signals")
+def test_atari_stop_and_resume_equals_an_uninterrupted_run(tmp_path, one_thread):
+    pytest.importorskip("ale_py")
+    from test_resume_exact import _assert_same
+
+    def run(logdir, stop_at=None):
+        _AtariStopping.stop_at, _AtariStopping.steps = stop_at, 0
+        config = presets.resolve(["debug"], {
+            "task": "api:_AtariStopping", "logdir": str(logdir), "steps": 300, "prefill": 100,
+            "eval_every": 150, "log_every": 100, "time_limit": 0, "eval_eps": 1,
+            "threads": 1, "checkpoint_every": 0})
+        return train(config, _AtariStopping, progress=False)
+
+    whole = run(tmp_path / "whole")
+    assert run(tmp_path / "stopped", stop_at=170)["step"] == 170
+    assert run(tmp_path / "stopped")["step"] == whole["step"] == 300
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
+            for d in ("whole", "stopped"))
+    _assert_same(a["agent"], b["agent"])
+    assert b["restarts"] == 1
+    scores = [[{k: v for k, v in s.items() if k != "time"} for s in read_jsonl(tmp_path / d /
+               "scores.jsonl")] for d in ("whole", "stopped")]
+    assert scores[0] == scores[1]
