@@ -3,7 +3,8 @@
 The optimisers skip a step whose gradients are not finite (`optim.py`, spec §1.8) and count it on
 the device; `check_skipped`, called once per `log_every`, reads the counts (the only host reads of
 them), warns about new skips and raises `SkippedUpdates` when more than `skip_limit` of the
-updates since the last check were skipped.
+updates since the last check were skipped; a check judges at least 10 updates (with fewer it
+waits for the next one).
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ def check_skipped(loop) -> None:
             "critic": loop.agent.critic_opt}
     counts = {name: _count(opt.skipped) for name, opt in opts.items()}
     last_counts, last_updates = loop.skipped_mark
-    loop.skipped_mark = (counts, loop.updates)
     done = loop.updates - last_updates
+    if last_counts and done < 10:  # issue 9: judged over >= 10 updates (a short log_every would
+        return  # otherwise never stop the run); the next check covers these too
+    loop.skipped_mark = (counts, loop.updates)
     for name, count in counts.items():
         skipped = count - last_counts.get(name, count)
         if skipped <= 0 or done <= 0:
             continue
         text = (f"{skipped} of the last {done} {name} updates (up to frame {loop.frames}) were "
                 "skipped: non-finite gradients")
-        if done >= 10 and skipped > loop.config.skip_limit * done:
+        if skipped > loop.config.skip_limit * done:
             raise SkippedUpdates(f"{text}; learning has stalled, stopping (the replay or the "
                                  "weights hold non-finite values; the last checkpoint is "
                                  "unaffected)")
