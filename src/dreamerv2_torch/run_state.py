@@ -95,7 +95,7 @@ def restore(loop, state: dict) -> None:
         driver = [d if s is not None else None for d, s in zip(driver, envs["train"])]
         policy = checkpoint.to_device(state["policy_state"], loop.agent.device)
         loop.train_driver.load_state_dict(driver, policy)
-        # Envs without a savable state (ALE, DMC, ...) start a fresh stream on every resume.
+        # Envs without a savable state (DMC, Crafter, ...) start a fresh stream on every resume.
         saved = sum(s is not None for s in envs["train"])
         continued = sum(d is not None for d in driver)
         how = (f"{saved} of {len(driver)} env streams continued, "

@@ -105,6 +105,10 @@ class Loop:
         self.train_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "train"))
         if self.eval_driver is not None:
             self.eval_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "eval"))
+            # issue 9: a clock checkpoint keeps the phase's finished eval episodes (a resume plays
+            # the unfinished one again); none before the first, whose resume would redo the report.
+            self.eval_driver.on_safe_points.append(
+                lambda: self.eval_done and self.save_by_the_clock())
 
     def _policy(self, mode: str):
         def policy(obs, state):
@@ -117,10 +121,11 @@ class Loop:
         c = self.config
         if self.step < c.prefill or not self.train_replay.stats["loaded_episodes"]:
             self.prefill()  # at least one stored episode, even with --prefill 0
-        if not self.pretrained and not self.stop.flag:
-            for _ in range(1 + c.pretrain):  # the official variable-creation update + pretrain
-                self.update()
-            self.pretrained = True
+        if not self.pretrained:  # the official variable-creation update + pretrain; a clock
+            while self.updates < 1 + c.pretrain and not self.stop.flag:  # checkpoint (issue 9)
+                self.update()  # may hold some of them: `updates` counts those done
+                self.save_by_the_clock()
+            self.pretrained = self.updates >= 1 + c.pretrain
         while self.step < c.steps and not self.stop.flag:
             if self.last_eval is None or self.step >= self.last_eval + c.eval_every:
                 self.write()
