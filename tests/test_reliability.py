@@ -567,8 +567,9 @@ def test_a_kill_during_prefill_resumes_from_a_checkpoint_in_prefill(tmp_path, on
     _assert_same(a["agent"], b["agent"])  # nothing was stored after it: the streams continue
 
 
-def test_a_kill_during_pretrain_resumes_from_a_checkpoint_in_pretrain(tmp_path, monkeypatch,
-                                                                      one_thread):
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_a_kill_or_stop_during_pretrain_resumes_in_pretrain(tmp_path, monkeypatch, one_thread,
+                                                           how):
     from test_resume_exact import _assert_same
 
     from dreamerv2_torch.agent import Agent
@@ -578,15 +579,21 @@ def test_a_kill_during_pretrain_resumes_from_a_checkpoint_in_pretrain(tmp_path, 
 
     def crashing(self, batch):
         updates[0] += 1
-        if updates[0] == 5:
+        if updates[0] == 5 and how == "kill":
             raise _Crash
+        if updates[0] == 5:  # Ctrl-C during the 5th update: the stop comes after it
+            signal.raise_signal(signal.SIGINT)
         return update(self, batch)
 
     monkeypatch.setattr(Agent, "train", crashing)
-    with pytest.raises(_Crash):
-        _crash_run(tmp_path / "killed", pretrain=6)
+    if how == "kill":
+        with pytest.raises(_Crash):
+            _crash_run(tmp_path / "killed", pretrain=6)
+    else:
+        assert _crash_run(tmp_path / "killed", pretrain=6)["stopped"]
     saved = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
-    assert (saved["step"], saved["updates"], saved["pretrained"]) == (100, 4, False)
+    done = 4 if how == "kill" else 5
+    assert (saved["step"], saved["updates"], saved["pretrained"]) == (100, done, False)
     monkeypatch.setattr(Agent, "train", update)
     assert _crash_run(tmp_path / "killed", pretrain=6)["step"] == 150
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
