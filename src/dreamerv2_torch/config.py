@@ -224,8 +224,9 @@ class Config:
     """Updates per training phase."""
     # issue 9: checkpoints by the clock, what bad data does, when skipped updates stop a run.
     checkpoint_every: float = 10.0
-    """Minutes between checkpoints during training, besides the one after every evaluation phase
-    (0 = only those). A `kill -9` loses at most this much work."""
+    """Minutes between checkpoints in prefill, pretrain, training and evaluation (after a finished
+    eval episode), besides the one after every evaluation phase (0 = only those). A `kill -9`
+    loses at most this much work, plus an unfinished eval episode (docs/parity.md)."""
     nonfinite: Literal["error", "drop"] = "error"
     """A NaN/inf reward or observation from an env: 'error' stops the run naming env, key and step;
     'drop' discards that episode with a warning (counted as `dropped_episodes`). Never stored."""
