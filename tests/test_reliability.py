@@ -467,6 +467,20 @@ def test_atari_state_continues_the_same_frames_with_sticky_actions(game, saved_a
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"n={n} t={t} {key}")
 
 
+def test_atari_state_of_an_env_never_reset_keeps_its_seed():
+    """A checkpoint can come before an env's first reset (the eval env during prefill)."""
+    pytest.importorskip("ale_py")
+    from dreamerv2_torch.envs import make_env
+
+    actions = np.random.default_rng(1).integers(18, size=120)
+    env = make_env("atari_pong", seed=5, action_repeat=4, time_limit=50)
+    fresh = make_env("atari_pong", seed=77, action_repeat=4, time_limit=50)
+    fresh.set_state(env.get_state())
+    want, got = ([e.reset()] + _atari_rollout(e, actions) for e in (env, fresh))
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+
+
 class _AtariStopping:
     """atari_pong (sticky actions on, 100-step episodes) whose train env interrupts the process
     once at train step `stop_at`."""
