@@ -12,6 +12,7 @@
 # in $MODULES, e.g. MODULES="behavior world_model"; a path below the package works too).
 # The env and resume code takes its own fast TESTS (docs/parity.md, "replay, env and resume code"):
 #   MODULES=envs/atari ... tests/test_envs_atari.py tests/test_envs_base.py tests/test_mutants_envs.py
+#   MODULES=envs/base ... tests/test_envs_{base,dummy,gym,atari}.py tests/test_mutants_envs_base.py
 #   MODULES=checkpoint ... tests/test_mutants_envs.py tests/test_parity_resume.py tests/test_optim.py
 #     and test_reliability.py's four checkpoint tests (test_resume_exact.py: ~25 s per mutant).
 set -euo pipefail
