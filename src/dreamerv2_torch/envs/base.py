@@ -16,7 +16,7 @@ An environment exposes two dicts of `Space`s and two methods:
 * ``close()``.
 * optional ``get_state() -> dict | None`` and ``set_state(state)``: everything needed to continue
   the env's stream exactly (RNG states, counters) as plain ints/strings/bools, so that a stopped
-  run resumes mid-episode (`runner.py`). Envs without them restart with fresh seeds on resume.
+  run resumes mid-episode (`run_state.py`). Envs without them restart with fresh seeds on resume.
 
 Every env is built with an integer ``seed`` (env i of a fresh run gets ``seed + i``; a resumed run
 derives new seeds, see `driver.stream_seed`).
