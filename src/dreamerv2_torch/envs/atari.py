@@ -18,8 +18,10 @@ gym's ``AtariEnv`` in old gym's ``AtariPreprocessing``. Here the same two layers
 
 We build ``ale_py.env.AtariEnv`` directly rather than ``gym.make('ALE/<Game>-v5', ...)``: every v5
 default is overridden anyway, and skipping ``gym.make``'s checker and order-enforcing wrappers
-keeps a policy step near 0.35 ms. Seeding: the first reset passes ``seed`` to gymnasium, which seeds
-the env's ``np_random`` that draws the NOOPs and the sticky actions; later resets continue it.
+saves their per-step overhead (a policy step measured 0.81–0.87 ms on pong, 2-core Sapphire
+Rapids under load, both before and after the sticky-action wrapper). Seeding: the first reset
+passes ``seed`` to gymnasium, which seeds the env's ``np_random`` that draws the NOOPs and the
+sticky actions; later resets continue it.
 `get_state`/`set_state` save and restore the emulator, that RNG, the sticky action and the
 max-pool buffers, so a stopped run continues the same frames bit for bit.
 """
