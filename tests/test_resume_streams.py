@@ -1,6 +1,7 @@
 """A resume continues the same streams (issue 9, bug 3): episode files reload in insertion
 order, and a stopped Atari env continues its emulator, RNG and sticky action bit for bit."""
 
+import json
 import signal
 
 import numpy as np
@@ -111,6 +112,45 @@ def test_atari_state_continues_the_same_frames_with_sticky_actions(game, saved_a
         for t, (a, b) in enumerate(zip(want, got, strict=True)):
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"n={n} t={t} {key}")
+
+
+def _first_frame_is_sticky(state):
+    """Whether the next emulator frame repeats the previous action: peek the saved RNG."""
+    rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = json.loads(state["env"]["rng"])
+    return rng.random() < 0.25
+
+
+def test_atari_state_restores_the_action_a_sticky_first_frame_repeats():
+    """ALE's rule (spec §9): a sticky frame repeats the previous frame's action. Restored at a
+    position whose first frame is sticky and whose saved action differs from the next one, the
+    restored env must repeat the saved action, not the new one nor nothing."""
+    pytest.importorskip("ale_py")
+    from dreamerv2_torch.envs import make_env
+
+    actions = np.random.default_rng(2).integers(1, 18, size=300)
+    env = make_env("atari_pong", seed=4, action_repeat=4, time_limit=0)
+    env.reset()
+    checked = 0
+    for n in range(250):
+        state = env.get_state()
+        if _first_frame_is_sticky(state) and state["env"]["sticky"] != actions[n]:
+            want = _atari_rollout(env, actions[n:n + 8])
+            fresh = make_env("atari_pong", seed=99, action_repeat=4, time_limit=0)
+            fresh.reset()
+            fresh.set_state(checkpoint.to_numpy(checkpoint.to_torch(state)))
+            got = _atari_rollout(fresh, actions[n:n + 8])
+            for a, b in zip(want, got, strict=True):
+                np.testing.assert_array_equal(a["ram"], b["ram"], err_msg=f"n={n}")
+            checked += 1
+            if checked == 3:
+                break
+            env = make_env("atari_pong", seed=4, action_repeat=4, time_limit=0)
+            env.reset()
+            _atari_rollout(env, actions[:n + 1])
+            continue
+        _atari_rollout(env, actions[n:n + 1])
+    assert checked == 3  # the search found sticky first frames to test
 
 
 def test_atari_state_of_an_env_never_reset_keeps_its_seed():
