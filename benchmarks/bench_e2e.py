@@ -52,6 +52,8 @@ def child(spec: dict) -> dict:
         plain(self, transition, worker)
         if self.pretrained:
             marks.append((time.perf_counter(), self.step, self.updates))
+            if len(marks) == spec["steps"]:  # a graceful stop (prefill's length varies)
+                self.stop.flag = True
 
     Loop.train_step = timed
     start = time.perf_counter()
@@ -69,7 +71,9 @@ def child(spec: dict) -> dict:
     return {"steps_per_s": (last[1] - first[1]) / seconds,
             "updates_per_s": (last[2] - first[2]) / seconds,
             "updates_per_step": (last[2] - first[2]) / (last[1] - first[1]),
-            "updates": int(saved["updates"]), "updates_expected": expected, "steps": result["step"],
+            # with a stop, `overlap` keeps the last round due in the checkpoint (`owed`)
+            "updates": int(saved["updates"]) + len(saved["owed"]),
+            "updates_expected": expected, "steps": result["step"],
             "window_steps": last[1] - first[1], "window_s": seconds, "total_s": total,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
@@ -107,13 +111,14 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, switches in variants(args.preset).items():
                 overrides = {"logdir": f"{tmp}/{name}-{round_}", "prefill": args.prefill,
-                             "pretrain": 0, "steps": args.prefill + args.steps,
+                             "pretrain": 0, "steps": 10**9,
                              "eval_eps": 0, "eval_every": 10**9, "log_every": 10**9,
                              "log_keys_video": (), "checkpoint_every": 0,
                              "threads": args.threads, **switches}
                 overrides.update({k: json.loads(v) for k, v in
                                   (item.split("=", 1) for item in args.set)})
-                spec = {"preset": args.preset, "overrides": overrides, "warmup": args.warmup}
+                spec = {"preset": args.preset, "overrides": overrides, "warmup": args.warmup,
+                        "steps": args.steps}
                 out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
                                      capture_output=True, text=True)
                 line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
