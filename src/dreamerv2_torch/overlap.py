@@ -29,6 +29,7 @@ without a thread, which the tests compare bit for bit with the threaded one.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 
@@ -53,6 +54,12 @@ class Overlap:
         self.results: queue.Queue = queue.Queue()
         self.thread: threading.Thread | None = None
         self.pending: int | None = None  # THREADED = False: the block to play in `wait`
+        # On CUDA the collector's kernels go to their own stream, which would otherwise queue
+        # behind the updates' on the default stream; it starts a block after the snapshot's copy
+        # (`refreshed`). Not run on a GPU yet (docs/performance.md).
+        cuda = self.agent.device.type == "cuda"
+        self.stream = torch.cuda.Stream(self.agent.device) if cuda else None
+        self.refreshed = torch.cuda.Event() if cuda else None
 
     def reseed(self, restarts: int, stored: int) -> None:
         """A fresh acting stream (a new run, or a restart whose env streams are fresh too)."""
@@ -66,17 +73,23 @@ class Overlap:
         end = loop.step + steps
         # Here no round is queued (a phase start) or it is a checkpoint's: both act with the
         # live weights (after pretraining, the previous phase's last round, or a restore).
-        self.agent.refresh_snapshot(self.nets)
+        self.refresh()
         while loop.step < end and not loop.stop.flag:
             self.start(min(end, self._next_due()) - loop.step)
             loop.run_owed()  # the round due before this block, while the block is played
             events = self.wait()
-            self.agent.refresh_snapshot(self.nets)
+            self.refresh()
             self._replay(events)
             loop.save_by_the_clock()
         if not loop.stop.flag:  # the phase ends: evaluation sees every update due so far
             loop.run_owed()
-            self.agent.refresh_snapshot(self.nets)
+            self.refresh()
+
+    def refresh(self) -> None:
+        """The snapshot takes the live weights (the collector is waiting)."""
+        self.agent.refresh_snapshot(self.nets)
+        if self.refreshed is not None:
+            self.refreshed.record()
 
     def _next_due(self) -> int:
         every = self.loop.every["train"]
@@ -148,7 +161,11 @@ class Overlap:
             return self.agent.policy(obs, state, "train", self.nets, self.generator)
 
         try:
-            driver(policy, steps=steps)
+            with (contextlib.nullcontext() if self.stream is None
+                  else torch.cuda.stream(self.stream)):
+                if self.stream is not None:
+                    self.stream.wait_event(self.refreshed)
+                driver(policy, steps=steps)
         finally:
             (driver.on_steps, driver.on_episodes, driver.on_safe_points,
              driver.should_stop) = saved
