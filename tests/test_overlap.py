@@ -225,3 +225,49 @@ def test_an_error_in_the_updates_stops_the_collector(tmp_path, monkeypatch, no_h
     with pytest.raises(FloatingPointError, match="update 10 failed"):
         _run(tmp_path / "x")
     assert not _collector_threads()
+
+
+class ThreadNoting(DummyEnv):
+    """An env that notes the thread of every call (DMC's OpenGL context is bound to one)."""
+
+    calls: list = []
+
+    def __init__(self, seed, mode):
+        super().__init__("discrete", seed=seed, size=(64, 64))
+        self.note("init")
+
+    def note(self, what):
+        ThreadNoting.calls.append((what, threading.current_thread().name))
+
+    def reset(self):
+        self.note("reset")
+        return super().reset()
+
+    def step(self, action):
+        self.note("step")
+        return super().step(action)
+
+    def close(self):
+        self.note("close")
+        super().close()
+
+
+def test_in_process_train_envs_live_in_one_thread(tmp_path):
+    ThreadNoting.calls = []
+    config = presets.resolve(["debug"], {
+        "task": "api:ThreadNoting", "logdir": str(tmp_path), "steps": 160, "prefill": 100,
+        "eval_eps": 0, "time_limit": 40, "threads": 1, "overlap": True})
+    train(config, ThreadNoting, progress=False)
+    names = {name for _, name in ThreadNoting.calls}
+    kinds = {what for what, _ in ThreadNoting.calls}
+    assert kinds == {"init", "reset", "step", "close"}
+    assert len(names) == 1 and next(iter(names)).startswith("train-envs")
+
+
+def test_dmc_pixels_with_overlap(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    pytest.importorskip("dm_control")
+    config = presets.resolve(["dmc_vision", "debug"], {
+        "task": "dmc_walker_walk", "logdir": str(tmp_path), "steps": 130, "prefill": 100,
+        "pretrain": 0, "eval_eps": 0, "threads": 1, "overlap": True})
+    assert train(config, progress=False)["step"] == 130

@@ -29,7 +29,9 @@ without a thread, which the tests compare bit for bit with the threaded one.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import gc
 import queue
 import threading
 
@@ -170,6 +172,49 @@ class Overlap:
             (driver.on_steps, driver.on_episodes, driver.on_safe_points,
              driver.should_stop) = saved
         return events
+
+
+class EnvThread:
+    """In-process training envs built and called in one thread of their own (a `BatchEnv`).
+
+    With `overlap` the main thread (prefill, checkpoints) and the collector both use the training
+    envs, but some envs only work in the thread that made them: DMC renders through an OpenGL
+    context bound to its thread. Env processes (`envs` > 1) and ale-py's vector env need not this.
+    """
+
+    def __init__(self, build):
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="train-envs")
+        self.envs = self._call(build)
+        self.num_envs = self.envs.num_envs
+        self.obs_space, self.act_space = self.envs.obs_space, self.envs.act_space
+
+    def _call(self, fn, *args):
+        return self.pool.submit(fn, *args).result()
+
+    def reset(self, indices):
+        return self._call(self.envs.reset, indices)
+
+    def step(self, actions):
+        return self._call(self.envs.step, actions)
+
+    def get_states(self):
+        return self._call(self.envs.get_states)
+
+    def set_states(self, states):
+        return self._call(self.envs.set_states, states)
+
+    def close(self) -> None:
+        try:
+            self._call(self._release)
+        finally:
+            self.pool.shutdown()
+
+    def _release(self) -> None:
+        """Close and free the envs in their thread (DMC frees its OpenGL context on deletion)."""
+        envs, self.envs = self.envs, None
+        envs.close()
+        del envs
+        gc.collect()
 
 
 def sampled_batches(replay, batch: int, length: int):
