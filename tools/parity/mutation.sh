@@ -9,7 +9,12 @@
 # results). TESTS default to the fast tests of these modules plus the parity suite; pass others to
 # compare (e.g. without tests/test_parity.py for a "before" score). Results: `mutmut results` in
 # WORKDIR. Scope: behavior.py, dists.py, rssm.py, world_model.py, replay.py (or the module names
-# in $MODULES, e.g. MODULES="behavior world_model").
+# in $MODULES, e.g. MODULES="behavior world_model"; a path below the package works too).
+# The env and resume code takes its own fast TESTS (docs/parity.md, "replay, env and resume code"):
+#   MODULES=envs/atari ... tests/test_envs_atari.py tests/test_envs_base.py tests/test_mutants_envs.py
+#   MODULES=envs/base ... tests/test_envs_{base,dummy,gym,atari}.py tests/test_mutants_envs_base.py
+#   MODULES=checkpoint ... tests/test_mutants_envs.py tests/test_parity_resume.py tests/test_optim.py
+#     and test_reliability.py's four checkpoint tests (test_resume_exact.py: ~25 s per mutant).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
@@ -18,7 +23,8 @@ tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
   tests=(tests/test_behavior.py tests/test_rssm.py tests/test_dists.py tests/test_truncnormal.py
          tests/test_actor_grad.py tests/test_replay.py tests/test_parity.py
-         tests/test_parity_resume.py tests/test_parity_mutants.py)
+         tests/test_parity_resume.py tests/test_parity_mutants.py tests/test_mutants_dists_rssm.py
+         tests/test_mutants_replay.py)
 fi
 mkdir -p "$work"
 rm -rf "$work/src" "$work/tests"
@@ -38,6 +44,8 @@ sed -n '/^\[tool.pytest.ini_options\]/,/^$/p' "$root/pyproject.toml" > "$work/py
 } > "$work/setup.cfg"
 cd "$work"
 export OMP_NUM_THREADS=1  # mutmut puts its mutated copy (mutants/src) first on sys.path
-names=()  # $MUTANTS: a file of mutant names (e.g. an earlier run's survivors) to run only those
+# $MUTANTS: a file of mutant names (e.g. an earlier run's survivors) to run only those. Changed
+# TESTS make mutmut re-collect its stats: the mutants not named then read "not checked".
+names=()
 if [ -n "${MUTANTS:-}" ]; then mapfile -t names < "$MUTANTS"; fi
 nice -n 10 python -m mutmut run --max-children 1 "${names[@]}"  # the project venv must be active
