@@ -6,8 +6,9 @@ random prefill, no pretraining, no evaluation and no videos (they are the same w
 variants and would dominate a short run), then `--steps` training policy steps. The child times
 every training step after the first `--warmup` fraction of them; the parent runs the variants
 interleaved for `--rounds` rounds and prints medians, the ratio after/before, the peak RSS of each
-child, and checks that the updates done equal the configured replay ratio exactly
-(1 + pretrain updates, then `train_steps` every `train_every` policy steps).
+child, the share of the window the learner spent in updates (`learner busy`: what `overlap`
+can raise towards 100%), and checks that the updates done equal the configured replay ratio
+exactly (1 + pretrain updates, then `train_steps` every `train_every` policy steps).
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_e2e.py --preset atari small --steps 600
     MUJOCO_GL=egl ... python benchmarks/bench_e2e.py --preset dmc_vision --steps 150
@@ -55,7 +56,16 @@ def child(spec: dict) -> dict:
             if len(marks) == spec["steps"]:  # a graceful stop (prefill's length varies)
                 self.stop.flag = True
 
+    busy = []  # (start, end) of every update: the learner's share of the window
+    update = Loop.update
+
+    def timed_update(self):
+        start = time.perf_counter()
+        update(self)
+        busy.append((start, time.perf_counter()))
+
     Loop.train_step = timed
+    Loop.update = timed_update
     start = time.perf_counter()
     result = train(config, progress=False)
     total = time.perf_counter() - start
@@ -63,6 +73,8 @@ def child(spec: dict) -> dict:
     first = marks[max(1, int(len(marks) * spec["warmup"]))]
     last = marks[-1]
     seconds = last[0] - first[0]
+    in_updates = sum(min(b, last[0]) - max(a, first[0]) for a, b in busy
+                     if b > first[0] and a < last[0])
     # Updates due: 1 + pretrain, then train_steps at the first training step and every
     # train_every policy steps after it (`runner.Every`).
     first_step = marks[0][1]
@@ -74,7 +86,8 @@ def child(spec: dict) -> dict:
             # with a stop, `overlap` keeps the last round due in the checkpoint (`owed`)
             "updates": int(saved["updates"]) + len(saved["owed"]),
             "updates_expected": expected, "steps": result["step"],
-            "window_steps": last[1] - first[1], "window_s": seconds, "total_s": total,
+            "learner_busy": in_updates / seconds, "window_steps": last[1] - first[1],
+            "window_s": seconds, "total_s": total,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -130,19 +143,22 @@ def main() -> None:
                 print(f"round {round_ + 1} {name:6s} {run['steps_per_s']:7.2f} steps/s "
                       f"{run['updates_per_s']:6.3f} updates/s, {run['updates_per_step']:.4f} "
                       f"updates/step, updates {run['updates']} (expected "
-                      f"{run['updates_expected']}), peak RSS {run['peak_rss_gib']:.2f} GiB, "
+                      f"{run['updates_expected']}), learner busy {run['learner_busy']:.1%}, "
+                      f"peak RSS {run['peak_rss_gib']:.2f} GiB, "
                       f"{run['total_s']:.0f} s, load {run['load']:.2f}", flush=True)
     med = {name: {k: statistics.median(r[k] for r in rs) for k in
-                  ("steps_per_s", "updates_per_s", "updates_per_step", "peak_rss_gib")}
+                  ("steps_per_s", "updates_per_s", "updates_per_step", "learner_busy",
+                   "peak_rss_gib")}
            for name, rs in runs.items()}
     exact = all(r["updates"] == r["updates_expected"] for rs in runs.values() for r in rs)
     print("\n| variant | switches | policy steps/s | updates/s | updates per policy step "
-          "| peak RSS |\n|---|---|---|---|---|---|")
+          "| learner busy | peak RSS |\n|---|---|---|---|---|---|---|")
     for name, switches in variants(args.preset).items():
         m = med[name]
         text = ", ".join(f"{k} {v}" for k, v in switches.items()) or "official order, plain"
         print(f"| {name} | {text} | {m['steps_per_s']:.2f} | {m['updates_per_s']:.3f} | "
-              f"{m['updates_per_step']:.4f} | {m['peak_rss_gib']:.2f} GiB |")
+              f"{m['updates_per_step']:.4f} | {m['learner_busy']:.1%} | "
+              f"{m['peak_rss_gib']:.2f} GiB |")
     ratio = med["after"]["steps_per_s"] / med["before"]["steps_per_s"]
     print(f"\nafter / before: {ratio:.3f}x policy steps/s (medians of {args.rounds}); updates "
           f"equal the configured replay ratio in every run: {exact}")
