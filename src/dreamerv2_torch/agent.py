@@ -7,6 +7,7 @@ torch (device, precision, autocast) stays behind this interface.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import sys
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from torch import nn
 from . import hardware
 from .behavior import ActorCritic
 from .config import Config
+from .dists import OneHotDist, TruncNormalDist
 from .envs.base import Space
 from .nets import FastPaths
 from .optim import Optimizer
@@ -96,6 +98,22 @@ def reuse_freed_memory() -> bool:
         return False
 
 
+def draw(dist, generator: torch.Generator) -> torch.Tensor:
+    """A sample of a one-hot or truncated-normal `dist` drawn from `generator`, by the inverse-CDF
+    rules of `dist.sample()` (which draws from torch's global stream); for acting (no gradient)."""
+    if isinstance(dist, OneHotDist):
+        probs = dist.probs
+        u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device,
+                       dtype=probs.dtype)
+        index = (probs.cumsum(-1) < u).sum(-1).clamp_(max=probs.shape[-1] - 1)
+        return nn.functional.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    if isinstance(dist, TruncNormalDist):
+        return dist.sample_from(torch.rand(dist.loc.shape, generator=generator,
+                                           device=dist.loc.device))
+    raise TypeError(f"acting on its own random stream (overlap) cannot sample a "
+                    f"{type(dist).__name__} actor; use actor.dist onehot or trunc_normal")
+
+
 class Agent:
     """Not an nn.Module (its `train` is an update, not a mode switch); `nets` holds the modules."""
 
@@ -139,36 +157,74 @@ class Agent:
                 out[key] = torch.as_tensor(np.ascontiguousarray(value), device=self.device)
         return out
 
+    def acting_nets(self) -> dict[str, nn.Module]:
+        """The live networks that act: encoder, RSSM and actor."""
+        return {"encoder": self.wm.encoder, "rssm": self.wm.rssm, "actor": self.behavior.actor}
+
+    def policy_snapshot(self) -> nn.ModuleDict:
+        """A frozen copy of `acting_nets` for acting while the live ones train (issue 11,
+        `overlap.py`); `refresh_snapshot` copies new weights into it."""
+        rssm = self.wm.rssm
+        # compile_loops sets compiled `observe`/`imagine` on the instance; acting needs neither.
+        compiled = {k: rssm.__dict__.pop(k) for k in ("observe", "imagine") if k in rssm.__dict__}
+        try:
+            nets = copy.deepcopy(nn.ModuleDict(self.acting_nets()))
+        finally:
+            rssm.__dict__.update(compiled)
+        return nets.requires_grad_(False)
+
     @torch.no_grad()
-    def policy(self, obs: Mapping[str, np.ndarray], state=None, mode: str = "train"):
-        """Actions for a batch of N observations. `state` = (latent, previous action) or None."""
+    def refresh_snapshot(self, nets: nn.ModuleDict) -> None:
+        live = nn.ModuleDict(self.acting_nets())
+        for mine, theirs in zip(nets.state_dict(keep_vars=True).values(),
+                                live.state_dict(keep_vars=True).values()):
+            mine.copy_(theirs)
+
+    @torch.no_grad()
+    def policy(self, obs: Mapping[str, np.ndarray], state=None, mode: str = "train",
+               nets: Mapping[str, nn.Module] | None = None,
+               generator: torch.Generator | None = None):
+        """Actions for a batch of N observations. `state` = (latent, previous action) or None.
+
+        `nets` (a `policy_snapshot`) act instead of the live networks, and `generator`, if given,
+        draws every sample instead of torch's global stream (the overlap collector acts in its
+        own thread on its own stream, so that the updates' draws do not depend on thread timing).
+        """
+        nets = self.acting_nets() if nets is None else nets
+        rssm = nets["rssm"]
         data = self.wm.preprocess(self._tensors(obs))
         n = data["is_first"].shape[0]
         if state is None:
-            state = (self.wm.rssm.initial(n, self.device),
+            state = (rssm.initial(n, self.device),
                      torch.zeros(n, self.act_space.shape[0], device=self.device))
         latent, prev_action = state
         with self.autocast(acting=True):
-            embed = self.wm.encoder(data)
+            embed = nets["encoder"](data)
             sample = mode != "eval" or not self.config.eval_state_mean
-            latent, _ = self.wm.rssm.obs_step(latent, prev_action, embed, data["is_first"],
-                                              sample)
-            dist = self.behavior.actor(self.wm.rssm.feat(latent))
+            latent, _ = rssm.obs_step(latent, prev_action, embed, data["is_first"],
+                                      sample and generator is None)
+            if sample and generator is not None:
+                latent = {**latent, "stoch": draw(OneHotDist(latent["logit"], 1), generator)}
+            dist = nets["actor"](rssm.feat(latent))
         if mode == "eval":
             action, noise = dist.mode(), self.config.eval_noise
         else:
-            action, noise = dist.sample(), self.config.expl_noise
-        action = self._noise(action.float(), noise)
+            action = dist.sample() if generator is None else draw(dist, generator)
+            noise = self.config.expl_noise
+        action = self._noise(action.float(), noise, generator)
         return {"action": action.cpu().numpy()}, (latent, action)
 
-    def _noise(self, action: torch.Tensor, amount: float) -> torch.Tensor:
+    def _noise(self, action: torch.Tensor, amount: float,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         if not amount:
             return action
         if self.act_space.discrete:  # resample from ε/n + (1 − ε)·one-hot
             probs = amount / action.shape[-1] + (1 - amount) * action
-            index = torch.multinomial(probs, 1)[:, 0]
+            index = torch.multinomial(probs, 1, generator=generator)[:, 0]
             return nn.functional.one_hot(index, action.shape[-1]).float()
-        return (action + amount * torch.randn_like(action)).clamp(-1, 1)
+        noise = (torch.randn_like(action) if generator is None else
+                 torch.randn(action.shape, generator=generator, device=action.device))
+        return (action + amount * noise).clamp(-1, 1)
 
     def train(self, batch: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """One update: world model, then actor and critic, then the slow critic."""

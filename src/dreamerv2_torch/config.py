@@ -188,6 +188,11 @@ class Config:
     """torch.compile the whole 50-step observe loop and 15-step imagination (on CUDA with CUDA
     graphs, mode reduce-overhead). Same maths; minutes of compile on a CPU. auto = off until a GPU
     measurement says otherwise (docs/performance.md)."""
+    # issue 11: collection overlapped with training.
+    overlap: bool = False
+    """Play the training envs in a collector thread, acting on a snapshot of the policy one update
+    round behind, while the due updates run (`overlap.py`). Same replay ratio, exactly; off = the
+    official synchronous order (docs/parity.md)."""
 
     # ---- environment ----
     envs: int = 1

@@ -28,6 +28,7 @@ from .envs import make_env
 from .envs.base import Env
 from .forecast import Forecast
 from .logger import Logger, Progress
+from .overlap import EnvThread
 from .parallel import ParallelEnvs
 from .replay import Replay
 from .rundir import LOGS, RunError, open_rundir, remove_temporary, truncate_logs
@@ -111,9 +112,12 @@ def _train(config: Config, env_factory: EnvFactory | None, progress: bool) -> di
     seeds = [seed(config.seed, i) for i in range(config.envs)]
     if config.atari_vector:  # issue 11: ale-py's vector env for the training games
         train_envs = vector_atari.from_config(config, seeds[0])
+    elif config.envs > 1:
+        train_envs = ParallelEnvs(make, seeds, "train")
+    elif config.overlap:  # issue 11: stepped from two threads, made and run in a third
+        train_envs = EnvThread(lambda: SerialEnvs([make(seeds[0], "train")]))
     else:
-        train_envs = (ParallelEnvs(make, seeds, "train") if config.envs > 1
-                      else SerialEnvs([make(seeds[0], "train")]))
+        train_envs = SerialEnvs([make(seeds[0], "train")])
     run.commit()  # the config is valid and the task exists: now the logdir may change
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(seed(config.seed, 10**6))  # the random policy's stream

@@ -121,7 +121,8 @@ RESUMABLE = {"logdir", "steps", "log_every", "eval_every", "eval_eps", "log_keys
              "precision", "jit", "threads", "malloc_reuse", "conv_matmul", "batched_grads",
              "policy_fp32", "prefetch", "compile_loops",  # issue 11: the last two
              "tensorboard_videos", "wandb",  # issue 8: the last two
-             "checkpoint_every", "nonfinite", "skip_limit"}  # issue 9
+             "checkpoint_every", "nonfinite", "skip_limit",  # issue 9
+             "overlap"}  # issue 11
 
 
 class ConfigError(ValueError):

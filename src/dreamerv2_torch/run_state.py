@@ -58,6 +58,9 @@ def save(loop) -> None:
         "policy_state": loop.train_driver.policy_state,
         "last_eval": loop.last_eval, "eval_done": loop.eval_done,
         "dropped": loop.train_driver.dropped, "logs": rundir.log_sizes(loop.logdir),
+        # issue 11: updates due and not yet run (overlap), the collector's random stream.
+        "owed": list(loop.owed),
+        "overlap_rng": loop.overlap.generator.get_state() if loop.overlap else None,
     })
     loop.last_save = time.monotonic()
 
@@ -83,6 +86,7 @@ def restore(loop, state: dict) -> None:
     loop.last_eval, loop.eval_done = state.get("last_eval"), int(state.get("eval_done", 0))
     loop.train_driver.dropped = int(state.get("dropped", 0))
     loop.skipped_mark = ({}, loop.updates)
+    loop.owed = [int(step) for step in state.get("owed", [])]
     same = state.get("stored") == stored(loop) and "env_states" in state
     how = "fresh env streams"
     if same:
@@ -100,5 +104,9 @@ def restore(loop, state: dict) -> None:
         continued = sum(d is not None for d in driver)
         how = (f"{saved} of {len(driver)} env streams continued, "
                f"{continued} unfinished episode(s)")
+        if loop.overlap is not None and state.get("overlap_rng") is not None:
+            loop.overlap.generator.set_state(state["overlap_rng"])
+    elif loop.overlap is not None:
+        loop.overlap.reseed(loop.restarts, stored(loop))
     print(f"Resumed from step {loop.step} ({loop.frames} frames; restart {loop.restarts}, "
           f"{how}).", flush=True)

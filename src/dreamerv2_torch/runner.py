@@ -3,7 +3,8 @@
 `Loop` (built and wired by `loop.train`) holds the counters and runs the training loop: `Loop.run`
 reads top to bottom as the official `train.py` does: prefill, the first updates, then the phases
 [evaluate → checkpoint → train up to the next evaluation]; `train_step` is the per-step work
-(count, train every `train_every` steps, log every `log_every` steps). The rest lives in modules
+(count, train every `train_every` steps, log every `log_every` steps); with `overlap` the
+due updates run while `overlap.Overlap` plays the next steps (issue 11). The rest lives in modules
 named for what they own, bound here as methods: `episode_log.per_episode` (a finished episode:
 stored and logged), `run_state.save`/`restore` (the checkpoint's contents) and
 `skipped_updates.check_skipped` (non-finite updates).
@@ -22,6 +23,7 @@ from .config import Config
 from .device_metrics import DeviceMetrics
 from .driver import Driver, random_policy
 from .logger import pixel_mse
+from .overlap import Overlap, sampled_batches
 from .prefetch import device_batches
 from .replay import Replay
 from .skipped_updates import SkippedUpdates
@@ -74,6 +76,10 @@ class Loop:
                       "video_train": Every(config.eval_every),
                       "video_eval": Every(config.eval_every)}
         self.dataset = None
+        # The updates due and not yet run, as the policy step each runs at (agent.step): run
+        # at once, or with `overlap` while the collector plays the next block (issue 11).
+        self.owed: list[int] = []
+        self.overlap = Overlap(self) if config.overlap else None
         self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
         # issue 9: the step of the last finished evaluation phase and the episodes done in the
         # current one (a stop mid-phase continues it), the restart counter, the time of the last
@@ -135,7 +141,7 @@ class Loop:
                 self.last_eval, self.eval_done = self.step, 0
                 self.save()  # holds this evaluation: a resume does not repeat it
             end = min(self.last_eval + c.eval_every, c.steps)
-            self.train_driver(self._policy("train"), steps=end - self.step)
+            self.collect(end - self.step)
         self.write()
         self.save()
 
@@ -172,11 +178,31 @@ class Loop:
             self.eval_driver.reset()  # an unfinished eval episode (a stop) is played again
             self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps - self.eval_done)
 
+    def collect(self, steps: int) -> None:
+        """Play `steps` training policy steps; the due updates run in `train_step` (official
+        order) or, with `overlap`, while the collector plays the next block."""
+        if self.overlap is not None:
+            self.overlap.collect(steps)
+            return
+        self.run_owed()  # a round queued by a checkpoint written with `overlap` on
+        self.train_driver(self._policy("train"), steps=steps)
+
+    def run_owed(self) -> None:
+        for step in self.owed:
+            self.agent.step = step  # the policy step the update fell due at
+            self.update()
+        self.owed = []
+
     def update(self) -> None:
         if self.dataset is None:
-            self.dataset = device_batches(  # issue 11: on CUDA, copied ahead in a thread
-                self.train_replay.dataset(self.config.dataset.batch, self.config.dataset.length),
-                self.agent.device, self.config.prefetch, self.train_replay)
+            c = self.config
+            if self.overlap is not None:  # issue 11: the replay as the schedule leaves it
+                self.dataset = sampled_batches(self.train_replay, c.dataset.batch,
+                                               c.dataset.length)
+            else:  # issue 11: on CUDA, copied ahead in a thread
+                self.dataset = device_batches(
+                    self.train_replay.dataset(c.dataset.batch, c.dataset.length),
+                    self.agent.device, c.prefetch, self.train_replay)
         metrics = self.agent.train(next(self.dataset))
         self.updates += 1
         self.metrics.add(metrics)
@@ -190,8 +216,9 @@ class Loop:
         if self.forecast is not None:
             self.forecast(self.step, self.updates)
         if self.every["train"](self.step):
-            for _ in range(self.config.train_steps):
-                self.update()
+            self.owed += [self.agent.step] * self.config.train_steps
+            if self.overlap is None:
+                self.run_owed()
         if self.every["log"](self.step):
             if self.video_keys:
                 batch = self.train_replay.sample(min(6, self.config.dataset.batch),
@@ -214,6 +241,8 @@ class Loop:
         self.progress.update(self.frames, self.logger.write(self.frames))
 
     def close(self) -> None:
+        if self.overlap is not None:
+            self.overlap.close()
         if self.dataset is not None:  # stop the sampling thread(s) now, not at garbage collection
             self.dataset.close()
             self.dataset = None
