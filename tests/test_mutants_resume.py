@@ -20,7 +20,6 @@ from dreamerv2_torch.episode_log import crafter_stats, per_episode
 from dreamerv2_torch.rundir import CONFIG, RunDir, log_sizes, open_rundir, remove_temporary
 from dreamerv2_torch.skipped_updates import SkippedUpdates, check_skipped
 
-# ---- rundir.py ----
 
 def _config(logdir, **overrides):
     return presets.resolve(["debug"], {"task": "dummy_vector", "logdir": str(logdir), **overrides})
@@ -126,7 +125,6 @@ def test_unreadable_config_is_one_line_naming_file_and_error(tmp_path, monkeypat
         f"{tmp_path / CONFIG} cannot be read as a run config (ConfigError: {tmp_path / CONFIG} "
         "is not valid YAML: while parsing a flow sequence); restore it, or choose a new --logdir")
     assert error.value.__cause__ is None and error.value.__suppress_context__
-
     def unreadable(path):
         raise OSError()  # no message at all
     monkeypatch.setattr(presets, "load", unreadable)
@@ -159,8 +157,6 @@ def test_an_unreadable_checkpoint_is_reported_for_commit(tmp_path):
         run = open_rundir(config)
     assert run.resumed and run.unreadable == tmp_path / "checkpoint.pt"
 
-
-# ---- skipped_updates.py ----
 
 def _loop(limit=0.5):
     opts = {k: types.SimpleNamespace(skipped=0) for k in ("model", "actor", "critic")}
@@ -213,8 +209,6 @@ def test_the_stop_needs_ten_updates_and_more_than_the_limit():
                        r"checkpoint is unaffected\)$"):
         check_skipped(loop)
 
-
-# ---- episode_log.py ----
 
 def _logger():
     log = types.SimpleNamespace(scalars=[], episodes=[], videos=[], added=[])
