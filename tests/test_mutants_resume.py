@@ -258,7 +258,7 @@ def test_a_train_episode_goes_to_its_replay_and_logs_return_length_and_counters(
     assert record["frames"] == 80 and record["achievement_collect_wood"] == 3
     assert record["achievement_wake_up"] == 0
     assert len(record) == 4 + len(ACHIEVEMENTS)
-    assert [name for name, _ in loop.logger.videos] == ["train_policy_image"]
+    assert [(n, f is ep["image"]) for n, f in loop.logger.videos] == [("train_policy_image", True)]
     assert loop.logger.added == [({"name": "train"}, "train")]
     assert loop.crafter["episodes"] == 1 and scalars["achievement_collect_wood"] == 100.0
 
