@@ -15,6 +15,9 @@
 #   MODULES=envs/base ... tests/test_envs_{base,dummy,gym,atari}.py tests/test_mutants_envs_base.py
 #   MODULES=checkpoint ... tests/test_mutants_envs.py tests/test_parity_resume.py tests/test_optim.py
 #     and test_reliability.py's four checkpoint tests (test_resume_exact.py: ~25 s per mutant).
+#   MODULES="rundir skipped_updates episode_log" ... tests/test_mutants_resume.py and six
+#     test_reliability.py tests; MODULES=vector_atari ... tests/test_mutants_vector_atari.py and
+#     test_vector_atari.py's two in-process tests (docs/parity.md, "run directory, ...").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
