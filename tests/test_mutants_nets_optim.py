@@ -154,6 +154,6 @@ def test_schedule_string_with_a_trailing_space():
 
 
 def test_unknown_schedule_lists_the_known_forms():
-    with pytest.raises(ValueError, match=r"\(linear\(a,b,n\), warmup\(n,v\), "
-                                         r"exp\(a,b,halflife\), horizon\(a,b,n\)\)"):
+    with pytest.raises(ValueError, match=r"schedule \(linear\(a,b,n\), warmup\(n,v\), "
+                                         r"exp\(a,b,halflife\), horizon\(a,b,n\)\)$"):
         parse("cosine(1, 2)")
