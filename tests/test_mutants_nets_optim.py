@@ -1,4 +1,4 @@
-"""Tests written for surviving mutants of optim.py, schedules.py, nets.py and conv.py (issue 10).
+"""Tests written for surviving mutants of optim.py, schedules.py and run_state.py (issue 10).
 
 Expected values are the Keras Adam update written out by hand (spec §1.8), the official
 `common.other.schedule` formulas (spec §2.7) and the Keras layer defaults (spec §1.9); none is
@@ -7,10 +7,12 @@ mutants these tests kill and the ones that are equivalent.
 """
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from dreamerv2_torch import checkpoint, run_state
 from dreamerv2_torch.config import OptConfig
 from dreamerv2_torch.optim import Optimizer
 from dreamerv2_torch.schedules import parse
@@ -157,3 +159,31 @@ def test_unknown_schedule_lists_the_known_forms():
     with pytest.raises(ValueError, match=r"schedule \(linear\(a,b,n\), warmup\(n,v\), "
                                          r"exp\(a,b,halflife\), horizon\(a,b,n\)\)$"):
         parse("cosine(1, 2)")
+
+
+# ---- run_state.py ------------------------------------------------------------------------------
+
+
+def _stub_loop():
+    """The parts of a `runner.Loop` that `restore` touches when the env streams are not continued
+    (its `stored` count differs from the checkpoint's)."""
+    replay = SimpleNamespace(load_state_dict=lambda state: None, stats={"total_episodes": 0})
+    return SimpleNamespace(every={}, agent=SimpleNamespace(load_state_dict=lambda state: None),
+                           train_replay=replay, eval_replay=replay, frames=0,
+                           train_driver=SimpleNamespace(dropped=0), crafter="untouched")
+
+
+def _checkpoint(**extra):
+    return {"step": 8, "updates": 2, "pretrained": True, "every": {}, "agent": {},
+            "train_replay": {}, "eval_replay": {}, "rng": checkpoint.rng_state(), **extra}
+
+
+def test_restore_brings_back_the_crafter_achievement_counts():
+    # The Crafter score is over every episode of the run, so a resume continues its counts.
+    loop = _stub_loop()
+    run_state.restore(loop, _checkpoint(crafter={"episodes": 3, "counts": {"collect_wood": 2}}))
+    assert loop.crafter == {"episodes": 3, "counts": {"collect_wood": 2}}
+    assert (loop.step, loop.updates, loop.restarts) == (8, 2, 1)
+    older = _stub_loop()  # a checkpoint written before the counts were kept
+    run_state.restore(older, _checkpoint())
+    assert older.crafter == "untouched"
