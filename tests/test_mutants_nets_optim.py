@@ -187,3 +187,24 @@ def test_restore_brings_back_the_crafter_achievement_counts():
     older = _stub_loop()  # a checkpoint written before the counts were kept
     run_state.restore(older, _checkpoint())
     assert older.crafter == "untouched"
+
+
+def test_save_by_the_clock_every_checkpoint_every_minutes(monkeypatch):
+    saves = []
+    loop = SimpleNamespace(config=SimpleNamespace(checkpoint_every=2), last_save=100.0,
+                           save=lambda: saves.append(now[0]))
+    now = [0.0]
+    monkeypatch.setattr(run_state.time, "monotonic", lambda: now[0])
+    for now[0] in (100.0 + 119.5, 100.0 + 120.0):  # 2 minutes = 120 s after the last save
+        run_state.save_by_the_clock(loop)
+    assert saves == [220.0]
+    loop.config.checkpoint_every = 0  # 0 turns the clock off
+    now[0] = 1e9
+    run_state.save_by_the_clock(loop)
+    assert saves == [220.0]
+
+
+def test_stored_counts_train_and_eval_episodes():
+    loop = SimpleNamespace(train_replay=SimpleNamespace(stats={"total_episodes": 3}),
+                           eval_replay=SimpleNamespace(stats={"total_episodes": 4}))
+    assert run_state.stored(loop) == 7
