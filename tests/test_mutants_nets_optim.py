@@ -9,6 +9,7 @@ mutants these tests kill and the ones that are equivalent.
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -178,15 +179,47 @@ def _checkpoint(**extra):
             "train_replay": {}, "eval_replay": {}, "rng": checkpoint.rng_state(), **extra}
 
 
-def test_restore_brings_back_the_crafter_achievement_counts():
+def test_restore_brings_back_the_crafter_achievement_counts(capsys):
     # The Crafter score is over every episode of the run, so a resume continues its counts.
     loop = _stub_loop()
-    run_state.restore(loop, _checkpoint(crafter={"episodes": 3, "counts": {"collect_wood": 2}}))
+    run_state.restore(loop, _checkpoint(crafter={"episodes": 3, "counts": {"collect_wood": 2}},
+                                        restarts=4, last_eval=150, eval_done=2, dropped=3))
     assert loop.crafter == {"episodes": 3, "counts": {"collect_wood": 2}}
-    assert (loop.step, loop.updates, loop.restarts) == (8, 2, 1)
-    older = _stub_loop()  # a checkpoint written before the counts were kept
+    assert (loop.step, loop.updates, loop.restarts) == (8, 2, 5)
+    assert (loop.last_eval, loop.eval_done, loop.train_driver.dropped) == (150, 2, 3)
+    assert loop.last_write[1] == 0 and loop.skipped_mark == ({}, 2)
+    older = _stub_loop()  # a checkpoint written before these keys were kept
     run_state.restore(older, _checkpoint())
-    assert older.crafter == "untouched"
+    assert older.crafter == "untouched" and older.restarts == 1
+    assert (older.last_eval, older.eval_done, older.train_driver.dropped) == (None, 0, 0)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "Resumed from step 8 (0 frames; restart 1, fresh env streams).")
+
+
+def test_restore_continues_the_env_streams_when_no_episode_was_stored_since(capsys):
+    loop, calls = _stub_loop(), {}
+    loop.rng, loop.agent.device = np.random.default_rng(0), "cpu"
+    loop.train_envs = SimpleNamespace(set_states=lambda s: calls.update(train=s))
+    loop.eval_env = SimpleNamespace(num_envs=1, set_states=lambda s: calls.update(eval=s))
+    loop.train_driver.load_state_dict = lambda d, p: calls.update(driver=d, policy=p)
+    t = torch.tensor
+    state = _checkpoint(stored=0, loop_rng=np.random.default_rng(5).bit_generator.state,
+                        env_states={"train": [None, {"x": t([1.0])}], "eval": [{"y": t([2.0])}]},
+                        driver=[{"d": t([3.0])}, {"d": t([4.0])}], policy_state={"h": t([5.0])})
+    run_state.restore(loop, state)
+    assert loop.rng.random() == np.random.default_rng(5).random()
+    assert calls["train"][0] is None and calls["train"][1]["x"].tolist() == [1.0]
+    assert calls["eval"][0]["y"].tolist() == [2.0]
+    # Env 0 could not save its state, so its unfinished episode is not continued either.
+    assert calls["driver"][0] is None and calls["driver"][1]["d"].tolist() == [4.0]
+    assert calls["policy"]["h"].tolist() == [5.0]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "Resumed from step 8 (0 frames; restart 1, 1 of 2 env streams continued, "
+        "1 unfinished episode(s)).")
+    del calls["eval"]
+    loop.eval_env.num_envs = 2  # a different eval env count starts fresh eval streams
+    run_state.restore(loop, state)
+    assert "eval" not in calls
 
 
 def test_save_by_the_clock_every_checkpoint_every_minutes(monkeypatch):
