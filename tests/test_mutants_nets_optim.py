@@ -1,8 +1,9 @@
 """Tests written for surviving mutants of optim.py, schedules.py and run_state.py (issue 10).
 
 Expected values are the Keras Adam update written out by hand (spec §1.8), the official
-`common.other.schedule` formulas (spec §2.7) and the Keras layer defaults (spec §1.9); none is
-taken from this package's own output. docs/parity.md ("nets, optimiser and run state") lists the
+`common.other.schedule` formulas (spec §2.7) and, for `run_state`, what a resume must bring back
+(docs/parity.md "Loop, resume and seeding"), checked on a stub loop; none is taken from this
+package's own output. docs/parity.md ("nets, optimiser and run state") lists the
 mutants these tests kill and the ones that are equivalent.
 """
 
@@ -220,6 +221,9 @@ def test_restore_continues_the_env_streams_when_no_episode_was_stored_since(caps
     loop.eval_env.num_envs = 2  # a different eval env count starts fresh eval streams
     run_state.restore(loop, state)
     assert "eval" not in calls
+    calls.clear()  # an episode stored since the checkpoint: its streams would repeat it
+    run_state.restore(loop, {**state, "stored": 1})
+    assert calls == {} and capsys.readouterr().out.endswith("fresh env streams).\n")
 
 
 def test_save_by_the_clock_every_checkpoint_every_minutes(monkeypatch):
