@@ -199,23 +199,25 @@ def test_restore_brings_back_the_crafter_achievement_counts(capsys):
 
 def test_restore_continues_the_env_streams_when_no_episode_was_stored_since(capsys):
     loop, calls = _stub_loop(), {}
-    loop.rng, loop.agent.device = np.random.default_rng(0), "cpu"
+    loop.rng, loop.agent.device = np.random.default_rng(0), "meta"  # the policy state moves
     loop.train_envs = SimpleNamespace(set_states=lambda s: calls.update(train=s))
     loop.eval_env = SimpleNamespace(num_envs=1, set_states=lambda s: calls.update(eval=s))
     loop.train_driver.load_state_dict = lambda d, p: calls.update(driver=d, policy=p)
     t = torch.tensor
     state = _checkpoint(stored=0, loop_rng=np.random.default_rng(5).bit_generator.state,
-                        env_states={"train": [None, {"x": t([1.0])}], "eval": [{"y": t([2.0])}]},
-                        driver=[{"d": t([3.0])}, {"d": t([4.0])}], policy_state={"h": t([5.0])})
+                        env_states={"train": [None, {"x": t([1.0])}, {"x": t([1.5])}],
+                                    "eval": [{"y": t([2.0])}]},
+                        driver=[{"d": t([3.0])}, {"d": t([4.0])}, None],
+                        policy_state={"h": t([5.0])})
     run_state.restore(loop, state)
     assert loop.rng.random() == np.random.default_rng(5).random()
     assert calls["train"][0] is None and calls["train"][1]["x"].tolist() == [1.0]
     assert calls["eval"][0]["y"].tolist() == [2.0]
     # Env 0 could not save its state, so its unfinished episode is not continued either.
     assert calls["driver"][0] is None and calls["driver"][1]["d"].tolist() == [4.0]
-    assert calls["policy"]["h"].tolist() == [5.0]
+    assert calls["driver"][2] is None and calls["policy"]["h"].device.type == "meta"
     assert capsys.readouterr().out.splitlines()[-1] == (
-        "Resumed from step 8 (0 frames; restart 1, 1 of 2 env streams continued, "
+        "Resumed from step 8 (0 frames; restart 1, 2 of 3 env streams continued, "
         "1 unfinished episode(s)).")
     del calls["eval"]
     loop.eval_env.num_envs = 2  # a different eval env count starts fresh eval streams
