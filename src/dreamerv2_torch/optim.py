@@ -56,7 +56,9 @@ class Optimizer:
         # of the Adam step; the weight decay still reaches every parameter, as in the official code.
         used = [i for i, p in enumerate(self.params) if p.grad is not None]
         grads = [self.params[i].grad for i in used]
-        norms = torch._foreach_norm(grads) if grads else [self._steps.new_zeros(())]
+        if not grads:  # as Keras' "No gradients provided for any variable" (a caller's bug)
+            raise ValueError(f"optimiser '{self.name}': the loss reaches none of its parameters")
+        norms = torch._foreach_norm(grads)
         norm = torch.linalg.vector_norm(torch.stack(norms).double())
         ok = torch.isfinite(norm)
         with torch.no_grad():

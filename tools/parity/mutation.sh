@@ -27,7 +27,7 @@ if [ ${#tests[@]} -eq 0 ]; then
   tests=(tests/test_behavior.py tests/test_rssm.py tests/test_dists.py tests/test_truncnormal.py
          tests/test_actor_grad.py tests/test_replay.py tests/test_parity.py
          tests/test_parity_resume.py tests/test_parity_mutants.py tests/test_mutants_dists_rssm.py
-         tests/test_mutants_replay.py)
+         tests/test_mutants_replay.py tests/test_mutants_nets_optim.py tests/test_mutants_nets_conv.py)
 fi
 mkdir -p "$work"
 rm -rf "$work/src" "$work/tests"
