@@ -172,7 +172,8 @@ def _stub_loop():
     replay = SimpleNamespace(load_state_dict=lambda state: None, stats={"total_episodes": 0})
     return SimpleNamespace(every={}, agent=SimpleNamespace(load_state_dict=lambda state: None),
                            train_replay=replay, eval_replay=replay, frames=0,
-                           train_driver=SimpleNamespace(dropped=0), crafter="untouched")
+                           train_driver=SimpleNamespace(dropped=0), crafter="untouched",
+                           overlap=None)  # the official order: no collector
 
 
 def _checkpoint(**extra):

@@ -178,31 +178,31 @@ def test_skips_are_counted_per_optimiser_since_the_last_check():
     opts["actor"].skipped = 4  # before the first check: the baseline, not a warning
     assert _check(loop) == [] and loop.skipped_mark == ({"world-model": 0, "actor": 4,
                                                          "critic": 0}, 0)
-    loop.updates, loop.frames = 8, 32
+    loop.updates, loop.frames = 10, 32
     opts["actor"].skipped, opts["critic"].skipped = 6, torch.tensor(1, dtype=torch.int32)
     caught = _check(loop)
     assert [str(w.message) for w in caught] == [
-        "2 of the last 8 actor updates (up to frame 32) were skipped: non-finite gradients",
-        "1 of the last 8 critic updates (up to frame 32) were skipped: non-finite gradients"]
+        "2 of the last 10 actor updates (up to frame 32) were skipped: non-finite gradients",
+        "1 of the last 10 critic updates (up to frame 32) were skipped: non-finite gradients"]
     for w in caught:
         assert w.category is RuntimeWarning
         if "mutmut" not in w.filename:  # mutmut's trampoline adds a frame
             assert (w.filename, w.lineno) == (__file__, _check.__code__.co_firstlineno + 3)
-    assert loop.skipped_mark == ({"world-model": 0, "actor": 6, "critic": 1}, 8)
-    opts["model"].skipped = 3  # no update since the last check: nothing to compare with
+    assert loop.skipped_mark == ({"world-model": 0, "actor": 6, "critic": 1}, 10)
+    opts["model"].skipped = 3  # no update since the last check: nothing to judge yet
     assert _check(loop) == []
-    loop.updates, opts["model"].skipped = 9, 4
-    assert [str(w.message)[:35] for w in _check(loop)] == ["1 of the last 1 world-model updates"]
+    loop.updates, opts["model"].skipped = 20, 4
+    assert [str(w.message)[:36] for w in _check(loop)] == ["4 of the last 10 world-model updates"]
 
 
 def test_the_stop_needs_ten_updates_and_more_than_the_limit():
     loop, opts = _loop(limit=0.5)
     check_skipped(loop)
-    loop.updates, opts["model"].skipped = 9, 9  # all skipped, but fewer than 10 updates
+    loop.updates, opts["model"].skipped = 9, 9  # all skipped, but fewer than 10 updates: wait
+    assert _check(loop) == [] and loop.skipped_mark[1] == 0
+    loop.updates, opts["model"].skipped = 10, 5  # 5 of 10 (two checks together): the limit
     assert len(_check(loop)) == 1
-    loop.updates, opts["model"].skipped = 19, 14  # 5 of 10: exactly the limit
-    assert len(_check(loop)) == 1
-    loop.updates, opts["model"].skipped = 29, 20  # 6 of 10
+    loop.updates, opts["model"].skipped = 20, 11  # 6 of 10
     with pytest.raises(SkippedUpdates, match=r"^6 of the last 10 world-model updates \(up to "
                        r"frame 0\) were skipped: non-finite gradients; learning has stalled, "
                        r"stopping \(the replay or the weights hold non-finite values; the last "
