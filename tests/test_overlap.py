@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from state_support import assert_same
 
 from dreamerv2_torch import overlap, presets
 from dreamerv2_torch.agent import Agent, draw
@@ -62,21 +63,6 @@ def _checkpoint(logdir):
     return torch.load(logdir / "checkpoint.pt", weights_only=True)
 
 
-def _assert_same(a, b, path="agent"):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _assert_same(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    else:
-        assert a == b, path
-
-
 def _losses(logdir):
     lines = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in m.items() if k not in ("time", "fps")} for m in lines]
@@ -106,7 +92,7 @@ def test_threaded_overlap_equals_its_one_thread_emulation(tmp_path, monkeypatch)
     assert threaded["step"] == emulated["step"] == 301
     assert actions == emulated_actions  # the same transitions (the env is deterministic)
     a, b = _checkpoint(tmp_path / "threaded"), _checkpoint(tmp_path / "emulated")
-    _assert_same(a["agent"], b["agent"])  # weights and optimiser states: the same losses
+    assert_same(a["agent"], b["agent"])  # weights and optimiser states: the same losses
     assert _losses(tmp_path / "threaded") == _losses(tmp_path / "emulated")
     assert not _collector_threads()
 
@@ -203,7 +189,7 @@ def test_ctrl_c_stops_both_and_the_resume_continues_the_schedule_exactly(tmp_pat
     assert second["step"] == 301
     a, b = _checkpoint(tmp_path / "whole"), _checkpoint(tmp_path / "stopped")
     assert a["updates"] == b["updates"]
-    _assert_same(a["agent"], b["agent"])
+    assert_same(a["agent"], b["agent"])
 
 
 def test_an_error_in_the_collector_is_raised_once_without_a_hang(tmp_path, no_hang):

@@ -159,15 +159,20 @@ def test_unreadable_checkpoint_falls_back_to_the_previous_one(finished, tmp_path
     assert torch.load(logdir / "checkpoint.prev.pt", weights_only=True)["step"] >= previous
 
 
-def test_disk_full_is_one_line_and_leaves_no_temporary_file(finished, tmp_path, monkeypatch):
+@pytest.mark.parametrize("module, writer", [(torch, "save"), (np, "savez_compressed")],
+                         ids=["checkpoint", "episode"])
+def test_disk_full_is_one_line_and_leaves_no_temporary_file(finished, tmp_path, monkeypatch,
+                                                            module, writer):
+    """The disk fills while a checkpoint or an episode file is written: one line, no temporary
+    or part file left, the last checkpoint intact."""
     logdir = _copy(finished, tmp_path / "run")
     before = (logdir / "checkpoint.pt").read_bytes()
 
-    def full(obj, f, *args, **kwargs):
-        f.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device", str(logdir / "checkpoint.pt.tmp"))
+    def full(*args, **kwargs):
+        next(a for a in args if hasattr(a, "write")).write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(module, writer, full)
     with pytest.raises(RunError) as error:
         train(_vector(logdir, steps=80), progress=False)
     assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
@@ -187,23 +192,6 @@ def test_disk_full_in_checkpoint_save_removes_its_temporary_file(tmp_path, monke
         checkpoint.save(tmp_path, {"step": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
     assert (tmp_path / "checkpoint.pt").read_bytes() == b"the last one"
-
-
-def test_disk_full_in_an_episode_write_is_one_line_and_leaves_no_part_file(finished, tmp_path,
-                                                                          monkeypatch):
-    logdir = _copy(finished, tmp_path / "run")
-    before = (logdir / "checkpoint.pt").read_bytes()
-
-    def full(f, **arrays):
-        f.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(np, "savez_compressed", full)
-    with pytest.raises(RunError) as error:
-        train(_vector(logdir, steps=80), progress=False)
-    assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
-    assert not list(logdir.rglob(".*.part*")) and not list(logdir.rglob("*.tmp"))
-    assert (logdir / "checkpoint.pt").read_bytes() == before
 
 
 @pytest.mark.parametrize("content", [b"\x00\xff\xfe binary", b"steps: [unclosed", b"- a list"])

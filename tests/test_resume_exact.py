@@ -8,6 +8,7 @@ import signal
 
 import pytest
 import torch
+from state_support import assert_same
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.envs.dummy import DummyEnv
@@ -47,21 +48,6 @@ def _run(logdir, stop_at=None):
     return train(_config(logdir), Stopping, progress=False)
 
 
-def _assert_same(a, b, path="agent"):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _assert_same(a[key], b[key], f"{path}.{key}")
-    elif isinstance(a, (list, tuple)):  # e.g. the optimisers' per-parameter Adam moments
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), path
-    else:
-        assert a == b, path
-
-
 @pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="signals")
 def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     whole = _run(tmp_path / "whole")
@@ -73,7 +59,7 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tmp_path):
     b = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
     assert a["updates"] == b["updates"] and a["agent"]["model_opt"]["steps"] > 10
     # Weights with the slow critic, Adam moments and step counts of all three optimisers.
-    _assert_same(a["agent"], b["agent"])
+    assert_same(a["agent"], b["agent"])
     assert b["restarts"] == 1
     # Every counted step is stored (the unfinished episode was kept, not lost), and the eval
     # schedule did not shift: the same episodes at the same frames.
