@@ -49,7 +49,7 @@ def _crash_run(logdir, at=None, mode="train", **overrides):
 
 
 def test_a_kill_during_prefill_resumes_from_a_checkpoint_in_prefill(tmp_path, one_thread):
-    from test_resume_exact import _assert_same
+    from state_support import assert_same
 
     _crash_run(tmp_path / "whole")
     with pytest.raises(_Crash):
@@ -59,13 +59,13 @@ def test_a_kill_during_prefill_resumes_from_a_checkpoint_in_prefill(tmp_path, on
     assert _crash_run(tmp_path / "killed")["step"] == 150
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
             for d in ("whole", "killed"))
-    _assert_same(a["agent"], b["agent"])  # nothing was stored after it: the streams continue
+    assert_same(a["agent"], b["agent"])  # nothing was stored after it: the streams continue
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
 def test_a_kill_or_stop_during_pretrain_resumes_in_pretrain(tmp_path, monkeypatch, one_thread,
                                                            how):
-    from test_resume_exact import _assert_same
+    from state_support import assert_same
 
     from dreamerv2_torch.agent import Agent
 
@@ -94,7 +94,7 @@ def test_a_kill_or_stop_during_pretrain_resumes_in_pretrain(tmp_path, monkeypatc
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
             for d in ("whole", "killed"))
     assert a["updates"] == b["updates"]
-    _assert_same(a["agent"], b["agent"])
+    assert_same(a["agent"], b["agent"])
 
 
 def test_a_kill_during_evaluation_keeps_the_finished_eval_episodes(tmp_path, one_thread):

@@ -194,7 +194,7 @@ class _AtariStopping:
 @pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="signals")
 def test_atari_stop_and_resume_equals_an_uninterrupted_run(tmp_path, one_thread):
     pytest.importorskip("ale_py")
-    from test_resume_exact import _assert_same
+    from state_support import assert_same
 
     def run(logdir, stop_at=None):
         _AtariStopping.stop_at, _AtariStopping.steps = stop_at, 0
@@ -209,7 +209,7 @@ def test_atari_stop_and_resume_equals_an_uninterrupted_run(tmp_path, one_thread)
     assert run(tmp_path / "stopped")["step"] == whole["step"] == 300
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
             for d in ("whole", "stopped"))
-    _assert_same(a["agent"], b["agent"])
+    assert_same(a["agent"], b["agent"])
     assert b["restarts"] == 1
     scores = [[{k: v for k, v in s.items() if k != "time"} for s in read_jsonl(tmp_path / d /
                "scores.jsonl")] for d in ("whole", "stopped")]
