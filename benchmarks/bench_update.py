@@ -32,6 +32,7 @@ import floor as floor_lib
 import numpy as np
 import torch
 
+from dreamerv2_torch import agent as agent_module
 from dreamerv2_torch import hardware, presets
 from dreamerv2_torch.agent import Agent
 from dreamerv2_torch.envs.base import FLAG_SPACES, Space
@@ -75,10 +76,16 @@ def _overrides(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split(",") if item)
 
 
+# Not a config key: `force_bf16=on` runs bf16 autocast even on a CPU without native bf16
+# (AVX2-only), to measure what `agent.bf16_supported` saves there. Benchmark only.
+FORCE_BF16 = "force_bf16"
+
+
 def make_config(args: argparse.Namespace):
+    sets = _overrides(args.set)
+    sets.pop(FORCE_BF16, None)
     overrides = {"device": args.device, "precision": args.precision, "threads": args.threads,
-                 "dataset.batch": args.batch, "dataset.length": args.length,
-                 **_overrides(args.set)}
+                 "dataset.batch": args.batch, "dataset.length": args.length, **sets}
     return presets.resolve(args.preset.split(","), overrides)
 
 
@@ -223,6 +230,8 @@ def run(args: argparse.Namespace) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(0)
+    if _overrides(args.set).get(FORCE_BF16) == "on":
+        agent_module.bf16_supported = lambda device: True
     agent = Agent(obs_space, act_space, config)
     batch = synthetic_batch(obs_space, act_space, args.batch, args.length)
     base_rss = rss_gib()
@@ -270,6 +279,7 @@ def run(args: argparse.Namespace) -> dict:
 def compare(args: argparse.Namespace) -> None:
     """Each variant in its own process, interleaved over `--rounds`; one row per variant."""
     base = [a for a in sys.argv[1:] if a not in args.compare and a != "--compare"]
+    print(header())
     rows: dict[str, list[dict]] = {}
     for _ in range(args.rounds):
         for variant in args.compare:
@@ -279,18 +289,32 @@ def compare(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, *base, "--json", "--set", extra]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             rows.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1]))
-    print("| variant | s/update | min | world model | imagination | actor-critic | "
-          "peak RSS GiB | first update s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | bf16 ran | s/update | min | world model | imagination | actor-critic | "
+          "peak RSS GiB | first update s | policy ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, results in rows.items():
         updates = [u for r in results for u in r["updates"]]
         med = {k: statistics.median(r[k] for r in results)
                for k in ("world_model", "imagination", "actor_critic", "peak_rss_gib",
                          "first_update_s")}
-        print(f"| {name} | {statistics.median(updates):.3f} | {min(updates):.3f} | "
+        print(f"| {name} | {results[0]['bf16']} | {statistics.median(updates):.3f} | "
+              f"{min(updates):.3f} | "
               f"{med['world_model']:.3f} | {med['imagination']:.3f} | "
               f"{med['actor_critic']:.3f} | {med['peak_rss_gib']:.2f} | "
-              f"{med['first_update_s']:.1f} |")
+              f"{med['first_update_s']:.1f} | {_median(results, 'policy_ms')} |")
+
+
+def _median(results: list[dict], key: str) -> str:
+    values = [r[key] for r in results if key in r]
+    return f"{statistics.median(values):.2f}" if values else "-"
+
+
+def header() -> str:
+    """The CPU model, kind and ISA, cores, torch, load and time: the first line of every output."""
+    cpu = hardware.describe()
+    return (f"# {cpu['cpu_model']} ({cpu['cpu_kind']}: {cpu['isa']}), {os.cpu_count()} cores, "
+            f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}")
 
 
 def main() -> None:
@@ -302,10 +326,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    cpu = hardware.describe()
-    print(f"# {cpu['cpu_model']} ({cpu['cpu_kind']}: {cpu['isa']}), {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, load {os.getloadavg()[0]:.2f}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(header())
     for key, value in result.items():
         print(f"{key:24s} {value:.4g}" if isinstance(value, float) else f"{key:24s} {value}")
 
