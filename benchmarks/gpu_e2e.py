@@ -17,7 +17,7 @@ from pathlib import Path
 def official_boxing() -> float:
     """The official DreamerV2 Boxing score at 1M frames (the `scores` command's rule: mean eval
     return in the 1M-frame bin, averaged over seeds; package data)."""
-    from dreamerv2_torch.runs import official_runs
+    from dreamerv2_torch.curves import official_runs
     from dreamerv2_torch.scores import seed_mean_scores
     return seed_mean_scores(official_runs(["atari_boxing"]), 1e6)["dreamerv2"]["atari_boxing"].score
 

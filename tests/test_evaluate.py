@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from dreamerv2_torch.curves import load_run
 from dreamerv2_torch.evaluation import eval_main, evaluate
 from dreamerv2_torch.logger import read_jsonl
-from dreamerv2_torch.runs import load_run
 
 
 def digest(path: Path) -> str:

@@ -14,8 +14,8 @@ import yaml
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.config import to_dict
+from dreamerv2_torch.curves import load_inputs
 from dreamerv2_torch.plot import build_curves, draw, legend_label
-from dreamerv2_torch.runs import load_inputs
 
 EXE = shutil.which("dreamerv2-torch")
 ENTRY = [EXE] if EXE else [sys.executable, "-m", "dreamerv2_torch"]

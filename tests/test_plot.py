@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dreamerv2_torch.curves import load_inputs, load_official
 from dreamerv2_torch.plot import OFFICIAL_LABEL, bin_curve, build_curves, plot_main
-from dreamerv2_torch.runs import load_inputs, load_official
 
 # Eval episodes (frames, return) of three seeds of atari_pong; 1e6-frame bins.
 SEEDS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreamerv2_torch.runs import Run, load_official, load_package_json, load_run, official_runs
+from dreamerv2_torch.curves import Run, load_official, load_package_json, load_run, official_runs
 from dreamerv2_torch.scores import (
     GAMES,
     aggregate,

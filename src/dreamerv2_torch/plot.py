@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamerv2_torch.runs import DEFAULT_METHOD, Run, format_frames, load_inputs, official_runs
+from dreamerv2_torch.curves import DEFAULT_METHOD, Run, format_frames, load_inputs, official_runs
 from dreamerv2_torch.scores import load_baselines
 
 OFFICIAL_LABEL = "dreamerv2 (official)"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamerv2_torch.runs import (
+from dreamerv2_torch.curves import (
     DEFAULT_METHOD,
     Run,
     format_frames,

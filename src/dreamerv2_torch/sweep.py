@@ -272,8 +272,8 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 def _finish(root: Path, runs: list[dict]) -> int:
     """Summary file, failures, then the score table (Atari runs) and the learning curves."""
+    from .curves import is_run_dir
     from .plot import plot_main
-    from .runs import is_run_dir
     from .scores import GAMES, scores_main
 
     summary = [dict(_progress(r), logdir=r["logdir"], log=r["log"], error=r.get("error", ""))
