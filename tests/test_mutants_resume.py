@@ -409,3 +409,56 @@ def test_a_stop_stores_the_unfinished_episodes_of_envs_without_state(tmp_path):
     assert [ep["reward"].tolist() for ep in calls["added"]] == [[0.0, 1.0, 2.0]]
     state = checkpoint.load(tmp_path / "checkpoint.pt")
     assert state["stored"] == 6  # counted: a resume then sees the same number of files
+
+
+def _restore_loop(loaded, overlap=True):
+    """A fresh `runner.Loop` stand-in for `run_state.restore`, recording what it is given."""
+    def replay(mode, episodes):
+        return types.SimpleNamespace(stats={"total_episodes": episodes},
+                                     load_state_dict=lambda s: loaded.update({mode: s}))
+    ns = types.SimpleNamespace
+    return ns(
+        every={"train": Every(5), "log": Every(50, last=7)}, frames=0, pretrained=False,
+        owed=[], crafter=None, rng=np.random.default_rng(0),
+        agent=ns(load_state_dict=lambda s: loaded.update(agent=s), device="cpu"),
+        train_replay=replay("train", 2), eval_replay=replay("eval", 3),
+        train_driver=ns(dropped=0, load_state_dict=lambda d, p: loaded.update(driver=d)),
+        train_envs=ns(set_states=lambda s: loaded.update(train_envs=s)),
+        eval_env=ns(num_envs=1, set_states=lambda s: loaded.update(eval_envs=s)),
+        overlap=ns(generator=torch.Generator().manual_seed(1),
+                   reseed=lambda restarts, stored: loaded.update(reseed=(restarts, stored)))
+        if overlap else None)
+
+
+def test_restore_reads_back_what_save_wrote(tmp_path, capsys):
+    loop, _ = _save_loop(tmp_path, overlap=True)
+    run_state.save(loop)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    loaded = {}
+    fresh = _restore_loop(loaded)
+    run_state.restore(fresh, state)
+    assert fresh.pretrained is True and fresh.step == 12 and fresh.updates == 3
+    assert fresh.every["train"].last == 10 and fresh.every["log"].last is None
+    assert loaded["agent"]["w"].tolist() == [1.5]
+    assert (loaded["train"], loaded["eval"]) == ({"mode": "train"}, {"mode": "eval"})
+    assert fresh.owed == [11, 11]  # issue 11: the round due when it was written
+    # No episode stored since: the collector's random stream continues too.
+    assert torch.equal(fresh.overlap.generator.get_state(),
+                       torch.Generator().manual_seed(9).get_state())
+    assert "reseed" not in loaded and loaded["train_envs"][1]["x"].tolist() == [1.0, 2.0]
+    # One stored since (6 files, not 5): fresh env streams and a fresh collector stream.
+    fresh = _restore_loop(loaded)
+    fresh.train_replay.stats["total_episodes"] = 3
+    run_state.restore(fresh, state)
+    assert loaded["reseed"] == (3, 6)  # restart 2 + 1, 3 + 3 episode files
+    assert torch.equal(fresh.overlap.generator.get_state(),
+                       torch.Generator().manual_seed(1).get_state())
+    plain = _restore_loop(loaded, overlap=False)  # a checkpoint with `overlap`, resumed without
+    run_state.restore(plain, state)
+    assert plain.owed == [11, 11]  # run first by `Loop.collect`
+    older = {k: v for k, v in state.items() if k not in ("owed", "overlap_rng")}
+    fresh = _restore_loop(loaded)  # written before issue 11 (or with `overlap` off)
+    run_state.restore(fresh, older)
+    assert fresh.owed == []
+    assert torch.equal(fresh.overlap.generator.get_state(),
+                       torch.Generator().manual_seed(1).get_state())
