@@ -7,6 +7,7 @@ run."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pickle
 import signal
@@ -22,6 +23,7 @@ from dreamerv2_torch import overlap, presets, runner
 from dreamerv2_torch.device_metrics import DeviceMetrics
 from dreamerv2_torch.driver import stream_seed
 from dreamerv2_torch.loop import StopRequested
+from dreamerv2_torch.rundir import RunError
 from dreamerv2_torch.runner import Every, Loop
 
 NS = types.SimpleNamespace
@@ -232,7 +234,7 @@ class _Driver:
 
 def _prefill(monkeypatch, *, train_total=0, eval_total=0, loaded_after=1, eval_env=True,
              stop=False):
-    monkeypatch.setattr(runner, "random_policy", lambda space, n, rng: ("random", space, n))
+    monkeypatch.setattr(runner, "random_policy", lambda space, n, rng: ("random", space, n, rng))
     log, loop = [], Loop.__new__(Loop)
     loop.config = NS(prefill=100, replay=NS(minlen=10))
     loop.step, loop.rng, loop.stop = 30, "rng", NS(flag=stop)
@@ -252,9 +254,9 @@ def _prefill(monkeypatch, *, train_total=0, eval_total=0, loaded_after=1, eval_e
 def test_prefill_plays_random_steps_and_one_stored_episode_per_replay(monkeypatch, capsys):
     loop, log = _prefill(monkeypatch)
     loop.prefill()
-    policy = ("random", "space", 2)
+    policy = ("random", "space", 2, "rng")  # the loop's random stream (checkpointed)
     assert log == [("train", policy, 70, 1),  # the steps left, and at least one episode
-                   ("eval", ("random", "space", 1), 0, 1),  # one eval episode for the report
+                   ("eval", ("random", "space", 1, "rng"), 0, 1),  # one for the eval report
                    ("train", "reset"), ("eval", "reset")]
     assert capsys.readouterr().out == "Prefill: 70 random policy steps.\n"
     # Episodes already stored (a resume): no episode asked for; episodes shorter than minlen
@@ -277,7 +279,7 @@ def test_prefill_gives_up_after_1000_short_episodes_and_stops_on_ctrl_c(monkeypa
     assert log[1:] == [("train", "reset"), ("eval", "reset")]
     loop, log = _prefill(monkeypatch, eval_env=False)
     loop.prefill()
-    assert log == [("train", ("random", "space", 2), 70, 1), ("train", "reset")]
+    assert log == [("train", ("random", "space", 2, "rng"), 70, 1), ("train", "reset")]
 
 
 def _eval_loop(log, *, eval_done=0, loaded=1, video_keys=("image",), batch=16, eval_env=True):
@@ -402,8 +404,9 @@ def test_a_train_step_in_prefill_only_counts_and_overlap_queues_the_round():
     assert loop.every["train"].last is None  # the schedule starts after the prefill
     log.clear()
     loop = _step_loop(log, overlap="collector", video_keys=(), forecast=False)
+    loop.owed = [3]  # a round a checkpoint kept, not yet run
     loop.train_step({}, 0)
-    assert loop.owed == [8, 8]  # run by the collector's schedule, not here
+    assert loop.owed == [3, 8, 8]  # run by the collector's schedule, not here
     assert log == [("progress", 40), ("write", True), "check"]
 
 
@@ -554,7 +557,7 @@ class _BlockDriver:
 
     def __call__(self, policy, steps=0, episodes=0):
         self.seen.append((steps, self.on_safe_points, self.should_stop()))
-        policy("obs", None)
+        policy("obs", "policy state")
         self.on_steps[0]("t1", 0)
         self.on_episodes[0]("ep", 0)
         if self.fail:
@@ -566,10 +569,10 @@ def test_a_block_records_instead_of_calling_back_and_restores_the_driver():
     loop.train_driver = driver = _BlockDriver()
     acted = []
     loop.agent.policy = lambda obs, state, mode, nets, generator: acted.append(
-        (obs, mode, nets, generator)) or "action"
+        (obs, state, mode, nets, generator)) or "action"
     assert collector._play(7) == [("act",), ("step", "t1", 0), ("episode", "ep")]
     assert driver.seen == [(7, [], False)]  # no checkpoint inside a block; stops by `halt`
-    assert acted == [("obs", "train", {"actor": "copy"}, collector.generator)]
+    assert acted == [("obs", "policy state", "train", {"actor": "copy"}, collector.generator)]
     restored = (driver.on_steps, driver.on_episodes, driver.on_safe_points, driver.should_stop)
     assert restored == (["steps"], ["episodes"], ["safe"], "stop")
     loop.train_driver = driver = _BlockDriver(fail=True)
@@ -673,8 +676,9 @@ class _Recorder:
 
 def _wire(monkeypatch, tmp_path, checkpoint=None, run_raises=None):
     log = []
-    monkeypatch.setattr(loop_module, "open_rundir", lambda config: NS(
-        logdir=tmp_path, checkpoint=checkpoint, commit=lambda: log.append("commit")))
+    monkeypatch.setattr(loop_module, "open_rundir", lambda config: log.append(
+        ("open_rundir", config)) or NS(logdir=tmp_path, checkpoint=checkpoint,
+                                       commit=lambda: log.append("commit")))
     monkeypatch.setattr(loop_module.torch, "set_num_threads", lambda n: log.append(("threads", n)))
     monkeypatch.setattr(loop_module.torch, "manual_seed", lambda s: log.append(("torch seed", s)))
     spaces = {"obs_space": "obs", "act_space": "act"}
@@ -686,7 +690,9 @@ def _wire(monkeypatch, tmp_path, checkpoint=None, run_raises=None):
         ("truncate", logdir, sizes)) or sum(sizes.values()))
     monkeypatch.setattr(loop_module, "Replay",
                         _Recorder(log, "Replay", made={"stats": {"total_steps": 33}}))
-    agent = NS(device=torch.device("cpu"), bf16=False, nets=torch.nn.Linear(2, 3))
+    nets = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(1_005_001)),
+                                   torch.nn.Parameter(torch.zeros(9), requires_grad=False)])
+    agent = NS(device=torch.device("cpu"), bf16=False, nets=nets)
     monkeypatch.setattr(loop_module, "Agent", lambda *args: log.append(("Agent", args)) or agent)
 
     class Loop_(_Recorder):
@@ -699,9 +705,11 @@ def _wire(monkeypatch, tmp_path, checkpoint=None, run_raises=None):
 
     monkeypatch.setattr(loop_module, "Loop", Loop_(log, "Loop"))
     monkeypatch.setattr(loop_module, "Logger", _Recorder(log, "Logger"))
-    monkeypatch.setattr(loop_module, "Progress", _Recorder(log, "Progress"))
+    monkeypatch.setattr(loop_module, "Progress",
+                        _Recorder(log, "Progress", made={"restart_rate": "the bar's restart"}))
     monkeypatch.setattr(loop_module, "Forecast", _Recorder(log, "Forecast"))
-    monkeypatch.setattr(loop_module.tracking, "make_trackers", lambda config, logdir: "trackers")
+    monkeypatch.setattr(loop_module.tracking, "make_trackers", lambda config, logdir: (
+        "trackers", config, logdir))
     return log, agent
 
 
@@ -714,24 +722,26 @@ def _make(log):
 
 
 def test_a_fresh_run_is_wired_from_the_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     config = _config(seed=7, threads=2, action_repeat=2, steps=500, log_every=50, precision=32,
                      train_every=5, train_steps=3, **{
-                         "replay.capacity": 1000, "replay.minlen": 10, "replay.maxlen": 50,
+                         "replay.capacity": 1005, "replay.minlen": 10, "replay.maxlen": 50,
                          "replay.prioritize_ends": True, "dataset.length": 20})
     log, agent = _wire(monkeypatch, tmp_path)
     result = loop_module._train(config, _make(log), progress=True)
     order = [e if isinstance(e, str) else e[0] for e in log]
+    assert log[0] == ("open_rundir", config)
     # The envs are built (the task checked) before the logdir is written, then seeding.
-    assert order[:6] == ["threads", "make", "SerialEnvs", "make", "SerialEnvs", "commit"]
-    assert order[6] == "torch seed"
+    assert order[1:7] == ["threads", "make", "SerialEnvs", "make", "SerialEnvs", "commit"]
+    assert order[7] == "torch seed"
     assert _calls(log, "threads") == [(2,)] and _calls(log, "torch seed") == [(7,)]
     # A fresh run: env i gets seed + i, the eval env seed + 10000 (driver.stream_seed).
     assert _calls(log, "make") == [(10007, "eval"), (7, "train")]
     assert _calls(log, "SerialEnvs") == [((["eval env 10007"],), {}), ((["train env 7"],), {})]
     assert _calls(log, "truncate") == [(tmp_path, {"metrics.jsonl": 0, "scores.jsonl": 0})]
     assert _calls(log, "Replay") == [
-        ((tmp_path / "train_episodes", 1000, 10, 50, True), {"seed": 7}),
-        ((tmp_path / "eval_episodes", 100, 20, 20, False), {"seed": 8})]
+        ((tmp_path / "train_episodes", 1005, 10, 50, True), {"seed": 7}),
+        ((tmp_path / "eval_episodes", 100, 20, 20, False), {"seed": 8})]  # capacity // 10
     assert len(_calls(log, "Replay().load")) == 2
     (agent_args,) = _calls(log, "Agent")
     assert agent_args == (("obs", "act", config),)
@@ -744,7 +754,8 @@ def test_a_fresh_run_is_wired_from_the_config(tmp_path, monkeypatch, capsys):
     assert _calls(log, "Loop().restore") == []
     assert _calls(log, "Logger") == [((tmp_path,), {"tensorboard_videos":
                                                     config.tensorboard_videos,
-                                                    "trackers": "trackers"})]
+                                                    "trackers": ("trackers", config,
+                                                                 tmp_path)})]
     # Progress in frames: steps × action_repeat, from the loaded steps, a line per log_every.
     (progress,) = _calls(log, "Progress")
     assert progress == ((1000, 66), {"disable": None, "every": 100})
@@ -752,6 +763,7 @@ def test_a_fresh_run_is_wired_from_the_config(tmp_path, monkeypatch, capsys):
     assert forecast_args == (500, 2, "cpu", torch.get_num_threads())
     assert forecast_kwargs["small_model"] is False
     assert (forecast_kwargs["train_every"], forecast_kwargs["train_steps"]) == (5, 3)
+    assert forecast_kwargs["on_start"] == "the bar's restart"  # the bar's rate restarts
     assert [e[0] for e in log if isinstance(e, tuple)][-5:] == [
         "Loop().attach", "Loop().run", "Loop().close", "Progress().close", "Logger().close"]
     ((attach, _),) = _calls(log, "Loop().attach")
@@ -760,8 +772,9 @@ def test_a_fresh_run_is_wired_from_the_config(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "Log lines written after" not in out
     assert (f"Task dummy_discrete, device cpu, float32, threads {torch.get_num_threads()} "
-            "(OpenMP wait policy ") in out
-    assert f"0.00M trainable parameters, logdir {tmp_path}.\n" in out
+            "(OpenMP wait policy passive), ") in out
+    # 1 005 001 trainable parameters (the frozen 9 are not counted): 1.005001M, to 2 places.
+    assert f"1.01M trainable parameters, logdir {tmp_path}.\n" in out
     assert result == {"step": 33, "frames": 66, "stopped": False}
 
 
@@ -793,6 +806,11 @@ def test_a_resume_is_wired_from_its_checkpoint_and_the_stored_episodes(tmp_path,
     assert result == {"step": 40, "frames": 80, "stopped": False}
     assert capsys.readouterr().out.startswith(
         "Log lines written after the last checkpoint were dropped (a kill lost that work).\n")
+    log, _ = _wire(monkeypatch, tmp_path, checkpoint={"step": 40})  # written before issue 9
+    loop_module._train(config, _make(log), progress=False)
+    ((_, envs, _), _), = _calls(log, "ParallelEnvs")
+    assert envs == [stream_seed(7, i, 1, 3) for i in (0, 1)]  # its restart counter was 0
+    assert _calls(log, "truncate") == [(tmp_path, {})]  # no log sizes kept: nothing cut
 
 
 def test_the_train_envs_follow_atari_vector_and_overlap(tmp_path, monkeypatch):
@@ -829,3 +847,135 @@ def test_the_run_is_closed_when_it_fails_and_a_big_atari_model_is_forecast_as_su
     loop_module._train(config, _make(log), progress=True)
     assert _calls(log, "Forecast")[0][1]["small_model"] is False
     assert ", bfloat16 autocast, threads" in capsys.readouterr().out
+
+
+def test_without_a_factory_the_task_env_is_made_from_the_config(tmp_path, monkeypatch):
+    log, _ = _wire(monkeypatch, tmp_path)
+    monkeypatch.setattr(loop_module, "make_env", lambda task, **kwargs: log.append(
+        ("make_env", task, kwargs["seed"], kwargs["mode"], kwargs["logdir"])) or "env")
+    loop_module._train(_config(seed=7), None, progress=True)
+    assert _calls(log, "make_env") == [("dummy_discrete", 10007, "eval", tmp_path),
+                                       ("dummy_discrete", 7, "train", tmp_path)]
+
+
+def test_train_validates_first_and_turns_an_os_error_into_one_line(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(loop_module, "_train", lambda config, factory, progress: calls.append(
+        (config, factory, progress)) or "result")
+    monkeypatch.setattr(loop_module.tracking, "check_available",
+                        lambda config: calls.append(("tracking", config)))
+    config = _config(logdir=str(tmp_path))
+    assert loop_module.train(config, "factory") == "result"
+    assert calls == [("tracking", config), (config, "factory", True)]
+    with pytest.raises(presets.ConfigError):  # refused before anything else
+        loop_module.train(dataclasses.replace(config, steps=0))
+    assert len(calls) == 2
+    (tmp_path / "checkpoint.pt.tmp").write_text("partial")
+
+    def disk_full(config, factory, progress):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop_module, "_train", disk_full)
+    with pytest.raises(RunError) as error:
+        loop_module.train(config, progress=False)
+    assert str(error.value) == (f"[Errno 28] No space left on device (run in {tmp_path}; its "
+                                "last checkpoint is intact)")
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert not (tmp_path / "checkpoint.pt.tmp").exists()  # the failed write's file is removed
+
+
+def _collect(stop):
+    """`Overlap.collect(12)` from step 100 with updates due every 5 steps, its parts recorded."""
+    collector, loop = _overlap()
+    log, blocks = [], []
+    loop.step, loop.stop = 100, NS(flag=False)
+    loop.run_owed = lambda: log.append("owed")
+    loop.save_by_the_clock = lambda: log.append("clock")
+    collector.refresh = lambda: log.append("refresh")
+    collector._next_due = lambda: loop.step + 5
+    collector.start = lambda steps: blocks.append(steps) or log.append(("start", steps))
+    collector.wait = lambda: log.append("wait") or ["events"]
+
+    def replay(events):
+        log.append(("replay", events))
+        loop.step += blocks[-1]
+        loop.stop.flag = stop  # a Ctrl-C in the block
+
+    collector._replay = replay
+    collector.collect(12)
+    return log, loop.step
+
+
+def test_collect_plays_blocks_up_to_the_phase_end_then_runs_the_last_round():
+    block = ["owed", "wait", "refresh", ("replay", ["events"]), "clock"]
+    log, step = _collect(stop=False)
+    assert log == ["refresh", ("start", 5), *block, ("start", 5), *block, ("start", 2),
+                   *block, "owed", "refresh"]  # evaluation sees every update due
+    assert step == 112
+    log, step = _collect(stop=True)  # the round stays queued for the checkpoint
+    assert log == ["refresh", ("start", 5), *block] and step == 105
+
+
+def test_on_cuda_the_collector_acts_on_its_own_stream_after_the_snapshot(monkeypatch):
+    log = []
+
+    class Stream:
+        def __init__(self, device):
+            log.append(("stream", device))
+
+        def wait_event(self, event):
+            log.append(("wait", event))
+
+    class Event:
+        def record(self):
+            log.append(("record", self))
+
+    @contextlib.contextmanager
+    def stream(s):
+        log.append(("enter", s))
+        yield
+        log.append(("exit", s))
+
+    cuda = NS(Stream=Stream, Event=Event, stream=stream)
+    monkeypatch.setattr(overlap, "torch", NS(Generator=lambda device: log.append(
+        ("generator", device)) or torch.Generator(), cuda=cuda))
+    device = NS(type="cuda")
+    collector, loop = _overlap()
+    loop.agent.device = device
+    loop.agent.refresh_snapshot = lambda nets: log.append(("refresh", nets))
+    log.clear()
+    collector = overlap.Overlap(loop)
+    assert log == [("generator", device), ("stream", device)]
+    assert isinstance(collector.stream, Stream) and isinstance(collector.refreshed, Event)
+    collector.refresh()
+    assert log[-2:] == [("refresh", collector.nets), ("record", collector.refreshed)]
+    loop.train_driver, loop.agent.policy = _BlockDriver(), lambda *args: "action"
+    collector._play(3)
+    assert log[-3:] == [("enter", collector.stream), ("wait", collector.refreshed),
+                        ("exit", collector.stream)]
+
+
+def test_in_process_env_calls_wait_for_each_other():
+    started, other, result = threading.Event(), threading.Event(), []
+
+    class Envs:
+        num_envs, obs_space, act_space = 1, None, None
+
+        def step(self, actions):
+            started.set()
+            return other.wait(0.2)  # True only if `reset` ran meanwhile, in another thread
+
+        def reset(self, indices):
+            other.set()
+
+        def close(self):
+            pass
+
+    envs = overlap.EnvThread(Envs)
+    caller = threading.Thread(target=lambda: result.append(envs.step([])))
+    caller.start()
+    assert started.wait(5)
+    envs.reset([0])  # the collector steps while the main thread resets: one env thread
+    caller.join()
+    envs.close()
+    assert result == [False]
