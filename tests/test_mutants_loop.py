@@ -849,13 +849,15 @@ def test_the_run_is_closed_when_it_fails_and_a_big_atari_model_is_forecast_as_su
     assert ", bfloat16 autocast, threads" in capsys.readouterr().out
 
 
-def test_without_a_factory_the_task_env_is_made_from_the_config(tmp_path, monkeypatch):
+def test_without_a_factory_the_task_env_is_made_from_the_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     log, _ = _wire(monkeypatch, tmp_path)
     monkeypatch.setattr(loop_module, "make_env", lambda task, **kwargs: log.append(
         ("make_env", task, kwargs["seed"], kwargs["mode"], kwargs["logdir"])) or "env")
     loop_module._train(_config(seed=7), None, progress=True)
     assert _calls(log, "make_env") == [("dummy_discrete", 10007, "eval", tmp_path),
                                        ("dummy_discrete", 7, "train", tmp_path)]
+    assert "(OpenMP wait policy default), " in capsys.readouterr().out  # OMP_WAIT_POLICY unset
 
 
 def test_train_validates_first_and_turns_an_os_error_into_one_line(tmp_path, monkeypatch):
