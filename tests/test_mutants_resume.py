@@ -1,7 +1,8 @@
-"""Tests for mutants of rundir.py, skipped_updates.py and episode_log.py that survived
-tools/parity/mutation.sh (docs/parity.md, "Mutation testing"): issue 9's rules (one clear error,
-nothing written before it; temporary files removed; logs cut back to the checkpoint) and spec §3.2
-item 4 / §5.3 (per-episode logging), with hand-computed values; no training run."""
+"""Tests for mutants of rundir.py, skipped_updates.py, episode_log.py and run_state.save that
+survived tools/parity/mutation.sh (docs/parity.md, "Mutation testing"): issue 9's rules (one clear
+error, nothing written before it; temporary files removed; logs cut back to the checkpoint; a
+checkpoint holds everything a resume reads), spec §3.2 item 4 / §5.3 (per-episode logging), with
+hand-computed values; no training run."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from dreamerv2_torch import checkpoint, presets, rundir
+from dreamerv2_torch import checkpoint, presets, run_state, rundir
 from dreamerv2_torch.config import to_dict
 from dreamerv2_torch.envs.crafter import ACHIEVEMENTS, crafter_score
 from dreamerv2_torch.episode_log import crafter_stats, per_episode
+from dreamerv2_torch.prefetch import DevicePrefetch
 from dreamerv2_torch.rundir import CONFIG, RunDir, log_sizes, open_rundir, remove_temporary
+from dreamerv2_torch.runner import Every
 from dreamerv2_torch.skipped_updates import SkippedUpdates, check_skipped
 
 
@@ -297,3 +300,165 @@ def test_a_partial_achievement_set_logs_rates_but_no_score():
     loop, _ = _episode_loop()
     crafter_stats(loop, {"achievement_wake_up": 1})
     assert loop.logger.scalars == [("achievement_wake_up", 100.0)]
+
+
+# ---- run_state.save ----------------------------------------------------------------------------
+
+
+def _save_loop(logdir, stop=False, eval_env=True, overlap=False):
+    """The parts of a `runner.Loop` that `run_state.save` reads, with recognisable values."""
+    calls = {"write": 0, "taken": []}
+    stats = {"train": {"total_episodes": 2}, "eval": {"total_episodes": 3}}
+
+    def replay(mode):
+        def add_episode(episode):
+            calls.setdefault("added", []).append(episode)
+            stats[mode]["total_episodes"] += 1  # as `Replay.add_episode` (it is stored)
+        return types.SimpleNamespace(stats=stats[mode], add_episode=add_episode,
+                                     state_dict=lambda: {"mode": mode})
+
+    def write():  # `Loop.write` logs the scalars added so far: the log grows
+        calls["write"] += 1
+        with open(logdir / "metrics.jsonl", "a") as f:
+            f.write('{"frames": 48}\n')
+
+    def take_unfinished(i):
+        calls["taken"].append(i)
+        return {"reward": np.array([0.0, 1.0, 2.0])} if i == 0 else None
+
+    train_states = [None, {"x": np.array([1.0, 2.0])}, None]
+    driver = types.SimpleNamespace(
+        state_dict=lambda: [None, {"obs": {"image": np.arange(4, dtype=np.uint8)}}, None],
+        policy_state={"h": torch.tensor([5.0])}, dropped=4, take_unfinished=take_unfinished)
+    loop = types.SimpleNamespace(
+        logdir=logdir, config=_config(logdir), step=12, updates=3, pretrained=True,
+        every={"train": Every(5, 10), "log": Every(50)}, write=write,
+        agent=types.SimpleNamespace(state_dict=lambda: {"w": torch.tensor([1.5])}),
+        train_envs=types.SimpleNamespace(get_states=lambda: list(train_states)),
+        eval_env=types.SimpleNamespace(get_states=lambda: [{"y": np.array(3.0)}]) if eval_env
+        else None,
+        stop=types.SimpleNamespace(flag=stop), train_replay=replay("train"),
+        eval_replay=replay("eval"), dataset=None, rng=np.random.default_rng(3),
+        crafter={"episodes": 2, "counts": {"collect_wood": 1}}, restarts=2,
+        train_driver=driver, last_eval=10, eval_done=1, owed=(11, 11),
+        overlap=types.SimpleNamespace(generator=torch.Generator().manual_seed(9)) if overlap
+        else None, last_save=0.0)
+    return loop, calls
+
+
+def test_save_writes_everything_a_resume_reads(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_state.time, "monotonic", lambda: 1234.5)
+    loop, calls = _save_loop(tmp_path, overlap=True)
+    rng_before = loop.rng.bit_generator.state
+    torch.manual_seed(17)
+    torch_rng = torch.get_rng_state()
+    run_state.save(loop)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")  # weights_only: plain data only
+    assert set(state) == {
+        "version", "config", "step", "updates", "pretrained", "every", "agent", "train_replay",
+        "eval_replay", "rng", "loop_rng", "crafter", "restarts", "stored", "env_states",
+        "driver", "policy_state", "last_eval", "eval_done", "dropped", "logs", "owed",
+        "overlap_rng"}
+    assert state["config"] == to_dict(loop.config)
+    assert (state["step"], state["updates"], state["pretrained"]) == (12, 3, True)
+    assert state["every"] == {"train": 10, "log": None}  # `Every.last`: None before its first
+    assert state["agent"]["w"].tolist() == [1.5]
+    assert state["train_replay"] == {"mode": "train"} and state["eval_replay"] == {"mode": "eval"}
+    assert torch.equal(state["rng"]["torch"], torch_rng)
+    assert state["loop_rng"] == rng_before
+    assert state["crafter"] == {"episodes": 2, "counts": {"collect_wood": 1}}
+    assert (state["restarts"], state["stored"]) == (2, 5)  # 2 train + 3 eval episode files
+    env_states = state["env_states"]
+    assert set(env_states) == {"train", "eval"}
+    assert env_states["train"][0] is None and env_states["train"][2] is None
+    assert env_states["train"][1]["x"].tolist() == [1.0, 2.0]  # numpy → tensor
+    assert env_states["eval"][0]["y"].item() == 3.0
+    assert state["driver"][1]["obs"]["image"].tolist() == [0, 1, 2, 3]
+    assert state["driver"][0] is None and state["driver"][2] is None
+    assert state["policy_state"]["h"].tolist() == [5.0]
+    assert (state["last_eval"], state["eval_done"], state["dropped"]) == (10, 1, 4)
+    assert state["owed"] == [11, 11] and isinstance(state["owed"], list)
+    assert torch.equal(state["overlap_rng"], torch.Generator().manual_seed(9).get_state())
+    # The log was written first, so a resume keeps the line written at this checkpoint.
+    assert calls["write"] == 1
+    assert state["logs"] == {"metrics.jsonl": len('{"frames": 48}\n'), "scores.jsonl": 0}
+    assert calls["taken"] == [] and "added" not in calls  # not a stop: episodes go on
+    assert loop.last_save == 1234.5
+
+
+def test_save_without_eval_env_overlap_and_with_the_prefetched_replay_state(tmp_path):
+    loop, _ = _save_loop(tmp_path, eval_env=False)
+    prefetch = object.__new__(DevicePrefetch)  # no thread: only its resume point is read
+    prefetch._resume = {"mode": "after the last batch handed out"}
+    loop.dataset = prefetch  # issue 11: not the replay's state, which is batches ahead
+    run_state.save(loop)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert state["train_replay"] == {"mode": "after the last batch handed out"}
+    assert state["env_states"]["eval"] == [] and state["overlap_rng"] is None
+    loop.dataset = iter([])  # the plain path (an iterator, not a DevicePrefetch)
+    run_state.save(loop)
+    assert checkpoint.load(tmp_path / "checkpoint.pt")["train_replay"] == {"mode": "train"}
+
+
+def test_a_stop_stores_the_unfinished_episodes_of_envs_without_state(tmp_path):
+    loop, calls = _save_loop(tmp_path, stop=True)
+    run_state.save(loop)
+    # Envs 0 and 2 cannot save their state: their episodes cannot continue, so what they played
+    # is stored (env 0's; env 2 has none); env 1 continues its episode on resume.
+    assert calls["taken"] == [0, 2]
+    assert [ep["reward"].tolist() for ep in calls["added"]] == [[0.0, 1.0, 2.0]]
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert state["stored"] == 6  # counted: a resume then sees the same number of files
+
+
+def _restore_loop(loaded, overlap=True):
+    """A fresh `runner.Loop` stand-in for `run_state.restore`, recording what it is given."""
+    def replay(mode, episodes):
+        return types.SimpleNamespace(stats={"total_episodes": episodes},
+                                     load_state_dict=lambda s: loaded.update({mode: s}))
+    ns = types.SimpleNamespace
+    return ns(
+        every={"train": Every(5), "log": Every(50, last=7)}, frames=0, pretrained=False,
+        owed=[], crafter=None, rng=np.random.default_rng(0),
+        agent=ns(load_state_dict=lambda s: loaded.update(agent=s), device="cpu"),
+        train_replay=replay("train", 2), eval_replay=replay("eval", 3),
+        train_driver=ns(dropped=0, load_state_dict=lambda d, p: loaded.update(driver=d)),
+        train_envs=ns(set_states=lambda s: loaded.update(train_envs=s)),
+        eval_env=ns(num_envs=1, set_states=lambda s: loaded.update(eval_envs=s)),
+        overlap=ns(generator=torch.Generator().manual_seed(1),
+                   reseed=lambda restarts, stored: loaded.update(reseed=(restarts, stored)))
+        if overlap else None)
+
+
+def test_restore_reads_back_what_save_wrote(tmp_path, capsys):
+    loop, _ = _save_loop(tmp_path, overlap=True)
+    run_state.save(loop)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    loaded = {}
+    fresh = _restore_loop(loaded)
+    run_state.restore(fresh, state)
+    assert fresh.pretrained is True and fresh.step == 12 and fresh.updates == 3
+    assert fresh.every["train"].last == 10 and fresh.every["log"].last is None
+    assert loaded["agent"]["w"].tolist() == [1.5]
+    assert (loaded["train"], loaded["eval"]) == ({"mode": "train"}, {"mode": "eval"})
+    assert fresh.owed == [11, 11]  # issue 11: the round due when it was written
+    # No episode stored since: the collector's random stream continues too.
+    assert torch.equal(fresh.overlap.generator.get_state(),
+                       torch.Generator().manual_seed(9).get_state())
+    assert "reseed" not in loaded and loaded["train_envs"][1]["x"].tolist() == [1.0, 2.0]
+    # One stored since (6 files, not 5): fresh env streams and a fresh collector stream.
+    fresh = _restore_loop(loaded)
+    fresh.train_replay.stats["total_episodes"] = 3
+    run_state.restore(fresh, state)
+    assert loaded["reseed"] == (3, 6)  # restart 2 + 1, 3 + 3 episode files
+    assert torch.equal(fresh.overlap.generator.get_state(),
+                       torch.Generator().manual_seed(1).get_state())
+    plain = _restore_loop(loaded, overlap=False)  # a checkpoint with `overlap`, resumed without
+    run_state.restore(plain, state)
+    assert plain.owed == [11, 11]  # run first by `Loop.collect`
+    older = {k: v for k, v in state.items() if k not in ("owed", "overlap_rng")}
+    fresh = _restore_loop(loaded)  # written before issue 11 (or with `overlap` off)
+    run_state.restore(fresh, older)
+    assert fresh.owed == []
+    assert torch.equal(fresh.overlap.generator.get_state(),
+                       torch.Generator().manual_seed(1).get_state())

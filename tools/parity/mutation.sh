@@ -15,6 +15,10 @@
 #   MODULES=envs/base ... tests/test_envs_{base,dummy,gym,atari}.py tests/test_mutants_envs_base.py
 #   MODULES=checkpoint ... tests/test_mutants_envs.py tests/test_parity_resume.py tests/test_optim.py
 #     and test_reliability.py's four checkpoint tests (test_resume_exact.py: ~25 s per mutant).
+#   MODULES=run_state ... tests/test_mutants_resume.py tests/test_mutants_nets_optim.py (stub loops;
+#     ~1.5 min for the module, where the end-to-end resume tests take 15-25 s per mutant).
+#   MODULES="runner loop overlap" ... tests/test_mutants_loop.py (stand-ins, ~6 min for 912 mutants;
+#     docs/parity.md, "training loop: runner, loop, overlap").
 #   MODULES="rundir skipped_updates episode_log" ... tests/test_mutants_resume.py and six
 #     test_reliability.py tests; MODULES=vector_atari ... tests/test_mutants_vector_atari.py and
 #     test_vector_atari.py's two in-process tests (docs/parity.md, "run directory, ...").
@@ -32,6 +36,16 @@ fi
 mkdir -p "$work"
 rm -rf "$work/src" "$work/tests"
 cp -r "$root/src" "$root/tests" "$work/"
+# mutmut 3.8's stats collector reads `item._nodeid`, which pytest 9 no longer has: a plugin
+# (loaded with -p below) gives it back as `nodeid` (a no-op on pytest 8).
+mkdir -p "$work/shim"
+cat > "$work/shim/mutmut_pytest9.py" <<'PY'
+import _pytest.nodes
+
+if not hasattr(_pytest.nodes.Node, "_nodeid"):
+    _pytest.nodes.Node._nodeid = property(lambda self: self.nodeid)
+PY
+export PYTHONPATH="$work/shim${PYTHONPATH:+:$PYTHONPATH}"
 # A pyproject without [tool.mutmut] makes mutmut read setup.cfg; only pytest's section is kept.
 sed -n '/^\[tool.pytest.ini_options\]/,/^$/p' "$root/pyproject.toml" > "$work/pyproject.toml"
 {
@@ -41,7 +55,7 @@ sed -n '/^\[tool.pytest.ini_options\]/,/^$/p' "$root/pyproject.toml" > "$work/py
   for f in ${MODULES:-behavior dists rssm world_model replay}; do
     echo "    src/dreamerv2_torch/$f.py"
   done
-  printf "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n"
+  printf "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n    -p\n    mutmut_pytest9\n"
   echo "pytest_add_cli_args_test_selection="
   for t in "${tests[@]}"; do echo "    $t"; done
 } > "$work/setup.cfg"
