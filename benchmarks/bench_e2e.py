@@ -42,8 +42,8 @@ def child(spec: dict) -> dict:
     import torch
 
     from dreamerv2_torch import presets
-    from dreamerv2_torch.loop import train
-    from dreamerv2_torch.runner import Loop
+    from dreamerv2_torch.loop import Loop
+    from dreamerv2_torch.training import train
 
     config = presets.resolve(spec["preset"], spec["overrides"])
     marks: list[tuple[float, int, int]] = []  # (time, policy steps, updates) per training step
@@ -76,7 +76,7 @@ def child(spec: dict) -> dict:
     in_updates = sum(min(b, last[0]) - max(a, first[0]) for a, b in busy
                      if b > first[0] and a < last[0])
     # Updates due: 1 + pretrain, then train_steps at the first training step and every
-    # train_every policy steps after it (`runner.Every`).
+    # train_every policy steps after it (`loop.Every`).
     first_step = marks[0][1]
     due = (last[1] - first_step) // config.train_every + 1
     expected = 1 + config.pretrain + config.train_steps * due

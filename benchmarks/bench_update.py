@@ -36,8 +36,8 @@ from dreamerv2_torch import agent as agent_module
 from dreamerv2_torch import hardware, presets
 from dreamerv2_torch.agent import Agent
 from dreamerv2_torch.envs.base import FLAG_SPACES, Space
-from dreamerv2_torch.loop import default_env_factory
 from dreamerv2_torch.replay import Replay, time_sample
+from dreamerv2_torch.training import default_env_factory
 
 _PLAIN = "malloc_reuse=off,conv_matmul=off,batched_grads=off"
 VARIANTS = {  # name -> config overrides

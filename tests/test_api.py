@@ -1,7 +1,7 @@
 """The Python API (`dreamerv2_torch.train`): env objects and factories, configs, errors.
 
 Two short real runs (a gymnasium env object; a continuous factory with 2 worker processes and an
-eval env), the rest with `loop.train` replaced by a recorder, which is enough to check what
+eval env), the rest with `training.train` replaced by a recorder, which is enough to check what
 reaches the loop.
 """
 
@@ -64,7 +64,7 @@ def recorded(monkeypatch):
         calls.append((config, train_env, eval_env))
         return {"step": 0, "frames": 0, "stopped": False}
 
-    monkeypatch.setattr("dreamerv2_torch.loop.train", fake_train)
+    monkeypatch.setattr("dreamerv2_torch.training.train", fake_train)
     return calls
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.config import flatten
-from dreamerv2_torch.loop import train
+from dreamerv2_torch.training import train
 
 
 def test_eval_every_zero_is_refused_before_the_logdir_exists(tmp_path):

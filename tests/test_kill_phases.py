@@ -9,7 +9,7 @@ import torch
 from dreamerv2_torch import presets
 from dreamerv2_torch.envs.dummy import DummyEnv
 from dreamerv2_torch.logger import read_jsonl
-from dreamerv2_torch.loop import train
+from dreamerv2_torch.training import train
 
 # ---- time-based checkpoints outside the train phase (checkpoint_every) ----
 

@@ -167,7 +167,7 @@ def test_unknown_schedule_lists_the_known_forms():
 
 
 def _stub_loop():
-    """The parts of a `runner.Loop` that `restore` touches when the env streams are not continued
+    """The parts of a `loop.Loop` that `restore` touches when the env streams are not continued
     (its `stored` count differs from the checkpoint's)."""
     replay = SimpleNamespace(load_state_dict=lambda state: None, stats={"total_episodes": 0})
     return SimpleNamespace(every={}, agent=SimpleNamespace(load_state_dict=lambda state: None),

@@ -1,8 +1,8 @@
-"""Tests for mutants of overlap.py that survived tools/parity/mutation.sh (docs/parity.md, "training
-loop: runner, loop, overlap"): the collector of `--overlap` (issue 11): its schedule, blocks,
-errors, the env thread and the CUDA stream wiring (stand-ins for `torch.cuda`). Each method is
-called on stand-ins that record what they are asked; expected values are written out by hand from
-the spec and the official `train.py`. No training run."""
+"""Tests for mutants of overlap.py that survived tools/parity/mutation.sh (docs/parity.md,
+"training loop: loop, training, overlap"): the collector of `--overlap` (issue 11): its
+schedule, blocks, errors, the env thread and the CUDA stream wiring (stand-ins for
+`torch.cuda`). Each method is called on stand-ins that record what they are asked; expected
+values are written out by hand from the spec and the official `train.py`. No training run."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dreamerv2_torch import overlap, presets
-from dreamerv2_torch.runner import Every
+from dreamerv2_torch.loop import Every
 
 NS = types.SimpleNamespace
 

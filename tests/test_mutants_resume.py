@@ -18,9 +18,9 @@ from dreamerv2_torch import checkpoint, presets, run_state, rundir
 from dreamerv2_torch.config import to_dict
 from dreamerv2_torch.envs.crafter import ACHIEVEMENTS, crafter_score
 from dreamerv2_torch.episode_log import crafter_stats, per_episode
+from dreamerv2_torch.loop import Every
 from dreamerv2_torch.prefetch import DevicePrefetch
 from dreamerv2_torch.rundir import CONFIG, RunDir, log_sizes, open_rundir, remove_temporary
-from dreamerv2_torch.runner import Every
 from dreamerv2_torch.skipped_updates import SkippedUpdates, check_skipped
 
 
@@ -306,7 +306,7 @@ def test_a_partial_achievement_set_logs_rates_but_no_score():
 
 
 def _save_loop(logdir, stop=False, eval_env=True, overlap=False):
-    """The parts of a `runner.Loop` that `run_state.save` reads, with recognisable values."""
+    """The parts of a `loop.Loop` that `run_state.save` reads, with recognisable values."""
     calls = {"write": 0, "taken": []}
     stats = {"train": {"total_episodes": 2}, "eval": {"total_episodes": 3}}
 
@@ -412,7 +412,7 @@ def test_a_stop_stores_the_unfinished_episodes_of_envs_without_state(tmp_path):
 
 
 def _restore_loop(loaded, overlap=True):
-    """A fresh `runner.Loop` stand-in for `run_state.restore`, recording what it is given."""
+    """A fresh `loop.Loop` stand-in for `run_state.restore`, recording what it is given."""
     def replay(mode, episodes):
         return types.SimpleNamespace(stats={"total_episodes": episodes},
                                      load_state_dict=lambda s: loaded.update({mode: s}))

@@ -17,8 +17,8 @@ from dreamerv2_torch import overlap, presets
 from dreamerv2_torch.agent import Agent, draw
 from dreamerv2_torch.dists import OneHotDist, TruncNormalDist
 from dreamerv2_torch.envs.dummy import DummyEnv
-from dreamerv2_torch.loop import train
 from dreamerv2_torch.replay import Replay
+from dreamerv2_torch.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SETUP = {"stop_at": None, "fail_at": None, "jitter": False, "steps": 0, "actions": []}

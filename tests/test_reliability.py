@@ -18,9 +18,9 @@ from dreamerv2_torch.driver import NonFiniteData, stream_seed
 from dreamerv2_torch.envs.base import check_one_hot
 from dreamerv2_torch.envs.dummy import DummyEnv
 from dreamerv2_torch.logger import read_jsonl
-from dreamerv2_torch.loop import train
+from dreamerv2_torch.loop import Loop, SkippedUpdates
 from dreamerv2_torch.rundir import RunError
-from dreamerv2_torch.runner import Loop, SkippedUpdates
+from dreamerv2_torch.training import train
 
 # ---- non-finite data (bug 2) ----
 

@@ -12,7 +12,7 @@ from state_support import assert_same
 
 from dreamerv2_torch import presets
 from dreamerv2_torch.envs.dummy import DummyEnv
-from dreamerv2_torch.loop import train
+from dreamerv2_torch.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STOP_AT = {"step": None}  # the train step at which the env sends SIGINT (None: never)

@@ -10,7 +10,7 @@ import torch
 
 from dreamerv2_torch import checkpoint, presets
 from dreamerv2_torch.logger import read_jsonl
-from dreamerv2_torch.loop import train
+from dreamerv2_torch.training import train
 
 # ---- episode file order (exact resume) ----
 

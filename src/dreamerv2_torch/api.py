@@ -3,7 +3,7 @@
 Official counterpart: ``dreamerv2/api.py`` (``dv2.train(env, config)``), which wrapped one gym env
 and ran no evaluation. Here the env goes through the same adapters and wrappers as a task string
 (`envs.gym.from_gymnasium`: observation routing, one-hot or [-1, 1] actions, action repeat, time
-limit) and then through the same training loop as the CLI (`loop.train`): replay on disk,
+limit) and then through the same training loop as the CLI (`training.train`): replay on disk,
 checkpoints, resume, logs.
 
 What may be passed, best first:
@@ -43,7 +43,7 @@ def train(env_or_factory: EnvLike | Callable[..., EnvLike], config: Config | Non
           **overrides: Any) -> dict:
     """Train DreamerV2 on a user-built env (see the module docstring). Returns the final
     counters (``step``, ``frames``, ``stopped``) and the ``logdir``."""
-    from .loop import train as train_loop  # torch is imported only when training starts
+    from .training import train as train_loop  # torch is imported only when training starts
 
     overrides = {key.replace("__", "."): value for key, value in overrides.items()}
     if config is not None and presets:
@@ -134,7 +134,8 @@ class _Fixed:
     def __call__(self, seed: int, mode: str) -> Env:
         env = self.train_env if mode == "train" else self.eval_env
         if env is None:
-            raise RuntimeError("no eval env was given")  # loop.train builds none with eval_eps 0
+            # training.train builds no eval env with eval_eps 0
+            raise RuntimeError("no eval env was given")
         return env
 
 

@@ -125,7 +125,7 @@ def parse_train_args(argv: list[str]):
 def train_main(argv: list[str]) -> int:
     from . import checkpoint, rundir
     from .envs.dmc import RenderingError
-    from .loop import train
+    from .training import train
 
     try:
         config = parse_train_args(argv)

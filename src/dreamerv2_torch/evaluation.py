@@ -1,8 +1,8 @@
 """`dreamerv2-torch eval`: play evaluation episodes with a saved agent (spec §3.3, §7.2).
 
 The agent is rebuilt from the run's own `config.yaml` and environment settings (task, action
-repeat, sticky actions, time limit, image size, all through `loop.default_env_factory`) and loaded
-from the run's latest checkpoint, or a named one. It acts with the **mode** policy
+repeat, sticky actions, time limit, image size, all through `training.default_env_factory`) and
+loaded from the run's latest checkpoint, or a named one. It acts with the **mode** policy
 (`Agent.policy(..., mode="eval")`, `eval_noise` as configured), exactly as the training loop's
 evaluation episodes do. Nothing of the run is modified except two appends:
 

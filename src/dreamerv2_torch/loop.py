@@ -1,169 +1,251 @@
-"""The training loop: the only module that sees the whole config (spec §3; official `train.py`).
+"""The training loop in order, with its counters (spec §3.2, §3.3, §7.1; official `train.py`).
 
-This module is the wiring (`train`): validate the config and the logdir, seed and build envs,
-replay and agent, resume from the checkpoint if there is one (cutting the log lines written after
-it), then hand over to `runner.Loop`, which runs prefill, the first updates and the phases of
-[write logs → eval report + `eval_eps` eval episodes → checkpoint → `eval_every` training steps]
-(spec §3.2). Per training step: count, store, train every `train_every` steps, log every
-`log_every` steps, checkpoint every `checkpoint_every` minutes. Counters are policy steps;
-everything a user sees is in frames.
-"""
+`Loop` (built and wired by `training.train`) holds the counters and runs the training loop:
+`Loop.run` reads top to bottom as the official `train.py` does: prefill, the first updates, then
+the phases [evaluate → checkpoint → train up to the next evaluation]; `train_step` is the per-step
+work (count, train every `train_every` steps, log every `log_every` steps); with `overlap` the due
+updates run while `overlap.Overlap` plays the next steps (issue 11). The rest lives in modules
+named for what they own, bound here as methods: `episode_log.per_episode` (a finished episode:
+stored and logged), `run_state.save`/`restore` (the checkpoint's contents) and
+`skipped_updates.check_skipped` (non-finite updates). """
 
 from __future__ import annotations
 
-import functools
-import os
-import signal
-from collections.abc import Callable
+import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import presets, tracking, vector_atari
+from . import episode_log, run_state, skipped_updates
 from .agent import Agent
 from .config import Config
-from .driver import SerialEnvs, stream_seed
-from .envs import make_env
-from .envs.base import Env
-from .forecast import Forecast
-from .logger import Logger, Progress
-from .overlap import EnvThread
-from .parallel import ParallelEnvs
+from .device_metrics import DeviceMetrics
+from .driver import Driver, random_policy
+from .logger import pixel_mse
+from .overlap import Overlap, sampled_batches
+from .prefetch import device_batches
 from .replay import Replay
-from .rundir import LOGS, RunError, open_rundir, remove_temporary, truncate_logs
-from .runner import Loop
+from .skipped_updates import SkippedUpdates
 
-EnvFactory = Callable[[int, str], Env]  # (seed, mode) -> env
-
-
-def _make_task_env(config: Config, logdir: Path, seed: int, mode: str) -> Env:
-    return make_env(config.task, seed=seed, mode=mode, action_repeat=config.action_repeat,
-                    time_limit=config.time_limit, size=tuple(config.render_size),
-                    grayscale=config.atari_grayscale, all_actions=config.atari_all_actions,
-                    camera=config.dmc_camera, logdir=logdir,
-                    pixels=bool(config.encoder.cnn_keys != "$^"))
+__all__ = ["Every", "Loop", "SkippedUpdates"]
 
 
-def default_env_factory(config: Config, logdir: Path) -> EnvFactory:
-    # A partial of a module-level function pickles, so envs > 1 can build it in worker processes.
-    return functools.partial(_make_task_env, config, logdir)
+class Every:
+    """Fires on the first call, then whenever step ≥ last + every (official `Every`)."""
+
+    def __init__(self, every: int, last: int | None = None):
+        self.every, self.last = every, last
+
+    def __call__(self, step: int) -> bool:
+        if not self.every:
+            return False
+        if self.last is None:
+            self.last = step
+            return True
+        if step >= self.last + self.every:
+            self.last += self.every
+            return True
+        return False
 
 
-class StopRequested:
-    """SIGINT/SIGTERM set a flag that the loop checks at safe points (after a whole env step)."""
+class Loop:
+    # Parts of the loop kept in their own modules (functions of the loop, bound as methods).
+    per_episode = episode_log.per_episode
+    check_skipped = skipped_updates.check_skipped
+    save = run_state.save
+    restore = run_state.restore
+    save_by_the_clock = run_state.save_by_the_clock
+    stored = run_state.stored
 
-    def __init__(self):
-        self.flag = False
-        self._old = {}
+    def __init__(self, config: Config, agent: Agent, train_envs, eval_env, train_replay: Replay,
+                 eval_replay: Replay, rng: np.random.Generator, logdir: Path):
+        self.config, self.agent, self.logdir, self.rng = config, agent, logdir, rng
+        self.train_replay, self.eval_replay = train_replay, eval_replay
+        self.train_envs, self.eval_env = train_envs, eval_env
+        self.train_driver = Driver(train_envs, "train", config.nonfinite)
+        # No eval env (eval_eps 0, e.g. the Python API given a single env object): no eval episodes.
+        self.eval_driver = Driver(eval_env, "eval", config.nonfinite) if eval_env else None
+        # Crafter (spec §5.3): per-achievement counts of train episodes that unlocked it, for the
+        # success rates and the Crafter score over all train episodes so far (checkpointed).
+        self.crafter = {"episodes": 0, "counts": {}}
+        self.step = 0  # training-env policy steps
+        self.updates = 0
+        self.pretrained = False  # the first 1 + pretrain updates are done
+        self.every = {"train": Every(config.train_every), "log": Every(config.log_every),
+                      "video_train": Every(config.eval_every),
+                      "video_eval": Every(config.eval_every)}
+        self.dataset = None
+        # The updates due and not yet run, as the policy step each runs at (agent.step): run
+        # at once, or with `overlap` while the collector plays the next block (issue 11).
+        self.owed: list[int] = []
+        self.overlap = Overlap(self) if config.overlap else None
+        self.metrics = DeviceMetrics()  # issue 11: update metrics read once per write
+        # issue 9: the step of the last finished evaluation phase and the episodes done in the
+        # current one (a stop mid-phase continues it), the restart counter, the time of the last
+        # checkpoint (checkpoint_every).
+        self.last_eval: int | None = None
+        self.eval_done = 0
+        self.restarts = 0
+        self.last_save = time.monotonic()
+        self.last_write = (time.time(), 0)
+        self.skipped_mark: tuple[dict, int] = ({}, 0)  # optimiser skip counts at the last check
+        self.video_keys = [k for k in config.log_keys_video if k in train_envs.obs_space]
+        # issue 8: the projected wall-clock line (`forecast.Forecast`), set by `training.train`.
+        self.forecast = None
+        self.image_shapes = {k: train_envs.obs_space[k].shape for k in agent.wm.image_keys}
 
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. a Ray worker): no handler
-                pass
-        return self
+    @property
+    def frames(self) -> int:
+        return self.step * self.config.action_repeat
 
-    def _handle(self, signum, frame):
-        self.flag = True
-        print("\nStopping after the current step and saving a checkpoint "
-              "(interrupt again to abort without saving).", flush=True)
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+    # ---- wiring ----
+    def attach(self, logger, progress, stop) -> None:
+        self.logger, self.progress, self.stop = logger, progress, stop
+        for driver in (self.train_driver, self.eval_driver):
+            if driver is None:
+                continue
+            driver.should_stop = lambda: stop.flag
+        self.train_driver.on_safe_points.append(self.save_by_the_clock)
+        self.train_driver.on_steps.append(self.train_step)
+        self.train_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "train"))
+        if self.eval_driver is not None:
+            self.eval_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "eval"))
+            # issue 9: a clock checkpoint keeps the phase's finished eval episodes (a resume plays
+            # the unfinished one again); none before the first, whose resume would redo the report.
+            self.eval_driver.on_safe_points.append(
+                lambda: self.eval_done and self.save_by_the_clock())
 
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+    def _policy(self, mode: str):
+        def policy(obs, state):
+            self.agent.step = self.step  # schedules are evaluated at the policy-step counter
+            return self.agent.policy(obs, state, mode)
+        return policy
 
+    # ---- phases ----
+    def run(self) -> None:
+        c = self.config
+        if self.step < c.prefill or not self.train_replay.stats["loaded_episodes"]:
+            self.prefill()  # at least one stored episode, even with --prefill 0
+        if not self.pretrained:  # the official variable-creation update + pretrain; a clock
+            while self.updates < 1 + c.pretrain and not self.stop.flag:  # checkpoint (issue 9)
+                self.update()  # may hold some of them: `updates` counts those done
+                self.save_by_the_clock()
+            self.pretrained = self.updates >= 1 + c.pretrain
+        while self.step < c.steps and not self.stop.flag:
+            if self.last_eval is None or self.step >= self.last_eval + c.eval_every:
+                self.write()
+                self.evaluate()  # continues a phase that a stop interrupted
+                if self.stop.flag:
+                    break
+                self.last_eval, self.eval_done = self.step, 0
+                self.save()  # holds this evaluation: a resume does not repeat it
+            end = min(self.last_eval + c.eval_every, c.steps)
+            self.collect(end - self.step)
+        self.write()
+        self.save()
 
-def train(config: Config, env_factory: EnvFactory | None = None, *,
-          progress: bool = True) -> dict:
-    """Train, or resume the run in `config.logdir`. Returns the final counters.
+    def prefill(self) -> None:
+        c = self.config
+        print(f"Prefill: {c.prefill - self.step} random policy steps.", flush=True)
+        act_space = self.train_envs.act_space
+        policy = random_policy(act_space, self.train_envs.num_envs, self.rng)
+        self.train_driver(policy, steps=c.prefill - self.step,
+                          episodes=0 if self.train_replay.stats["total_episodes"] else 1)
+        # Episodes shorter than replay.minlen are not stored; go on until one is (e.g. random
+        # MinAtar episodes are often shorter than the debug preset's minlen of 10).
+        for _ in range(1000):
+            if self.train_replay.stats["loaded_episodes"] or self.stop.flag:
+                break
+            self.train_driver(policy, episodes=1)
+        else:
+            raise ValueError(f"no random episode reached replay.minlen={c.replay.minlen} steps "
+                             "in 1000 tries; lower --replay.minlen")
+        if self.eval_driver is None:
+            self.train_driver.reset()
+            return
+        if not self.eval_replay.stats["total_episodes"] and not self.stop.flag:
+            self.eval_driver(random_policy(act_space, 1, self.rng), episodes=1)
+        self.train_driver.reset()
+        self.eval_driver.reset()
 
-    An OSError (disk full, read-only logdir) becomes one `rundir.RunError` line, after the
-    temporary files of the failed write are removed; the last checkpoint stays intact.
-    """
-    presets.validate(config)
-    tracking.check_available(config)  # issue 8: an optional tracker's install hint, early
-    try:
-        return _train(config, env_factory, progress)
-    except OSError as error:
-        logdir = Path(config.logdir).expanduser()
-        remove_temporary(logdir)
-        raise RunError(f"{error} (run in {logdir}; its last checkpoint is intact)") from None
+    def evaluate(self) -> None:
+        if self.eval_done == 0 and self.eval_replay.stats["loaded_episodes"] and self.video_keys:
+            batch = self.eval_replay.sample(min(6, self.config.dataset.batch),
+                                            self.config.dataset.length)
+            self.logger.add(self.agent.report(batch), prefix="eval")
+        if self.eval_driver is not None and self.eval_done < self.config.eval_eps:
+            self.eval_driver.reset()  # an unfinished eval episode (a stop) is played again
+            self.eval_driver(self._policy("eval"), episodes=self.config.eval_eps - self.eval_done)
 
+    def collect(self, steps: int) -> None:
+        """Play `steps` training policy steps; the due updates run in `train_step` (official
+        order) or, with `overlap`, while the collector plays the next block."""
+        if self.overlap is not None:
+            self.overlap.collect(steps)
+            return
+        self.run_owed()  # a round queued by a checkpoint written with `overlap` on
+        self.train_driver(self._policy("train"), steps=steps)
 
-def _train(config: Config, env_factory: EnvFactory | None, progress: bool) -> dict:
-    run = open_rundir(config)  # validates the logdir; writes nothing yet
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    make = env_factory or default_env_factory(config, run.logdir)
-    # The eval env first: building it in this process checks the task before workers start.
-    # eval_eps 0 runs no evaluation and builds no eval env (the Python API without an eval env).
-    # Seeds never repeat a stream whose experience was stored: a fresh run uses seed + i, every
-    # later start mixes in the restart counter and the episode files on disk (driver.stream_seed).
-    restarts = int(run.checkpoint.get("restarts", 0)) + 1 if run.checkpoint else 0
-    stored = sum(len(list((run.logdir / d).glob("*.npz")))
-                 for d in ("train_episodes", "eval_episodes") if (run.logdir / d).is_dir())
-    seed = functools.partial(stream_seed, restarts=restarts, stored=stored)
-    eval_seed = seed(config.seed + 10_000, 0)
-    eval_env = SerialEnvs([make(eval_seed, "eval")]) if config.eval_eps else None
-    seeds = [seed(config.seed, i) for i in range(config.envs)]
-    if config.atari_vector:  # issue 11: ale-py's vector env for the training games
-        train_envs = vector_atari.from_config(config, seeds[0])
-    elif config.envs > 1:
-        train_envs = ParallelEnvs(make, seeds, "train")
-    elif config.overlap:  # issue 11: stepped from two threads, made and run in a third
-        train_envs = EnvThread(lambda: SerialEnvs([make(seeds[0], "train")]))
-    else:
-        train_envs = SerialEnvs([make(seeds[0], "train")])
-    run.commit()  # the config is valid and the task exists: now the logdir may change
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(seed(config.seed, 10**6))  # the random policy's stream
-    logdir = run.logdir
-    # Log lines past the checkpoint (or all, with none) belong to a killed start's timeline.
-    sizes = run.checkpoint.get("logs", {}) if run.checkpoint else dict.fromkeys(LOGS, 0)
-    if truncate_logs(logdir, sizes):
-        print("Log lines written after the last checkpoint were dropped (a kill lost that work).")
-    train_replay = Replay(logdir / "train_episodes", config.replay.capacity, config.replay.minlen,
-                          config.replay.maxlen, config.replay.prioritize_ends, seed=config.seed)
-    eval_replay = Replay(logdir / "eval_episodes", max(1, config.replay.capacity // 10),
-                         config.dataset.length, config.dataset.length, False,
-                         seed=config.seed + 1)
-    train_replay.load()
-    eval_replay.load()
-    agent = Agent(train_envs.obs_space, train_envs.act_space, config)
-    params = sum(p.numel() for p in agent.nets.parameters() if p.requires_grad)
-    print(f"Task {config.task}, device {agent.device}, "
-          f"{'bfloat16 autocast' if agent.bf16 else 'float32'}"
-          f"{' (no native bf16 here)' if config.precision == 16 and not agent.bf16 else ''}, "
-          f"threads {torch.get_num_threads()} (OpenMP wait policy "
-          f"{os.environ.get('OMP_WAIT_POLICY', 'default').lower()}), "
-          f"{params / 1e6:.2f}M trainable parameters, logdir {logdir}.", flush=True)
-    loop = Loop(config, agent, train_envs, eval_env, train_replay, eval_replay, rng, logdir)
-    if run.checkpoint is not None:
-        loop.restore(run.checkpoint)
-    else:
-        loop.step = train_replay.stats["total_steps"]
-    logger = Logger(logdir, tensorboard_videos=config.tensorboard_videos,
-                    trackers=tracking.make_trackers(config, logdir))
-    bar = Progress(config.steps * config.action_repeat, loop.step * config.action_repeat,
-                   disable=None if progress else True,
-                   every=config.log_every * config.action_repeat)
-    # issue 8: one line with the projected wall-clock time, from the first updates' speed.
-    big_atari = config.task.startswith("atari_") and config.rssm.deter > 256
-    loop.forecast = Forecast(config.steps, config.action_repeat, agent.device.type,
-                             torch.get_num_threads(), small_model=big_atari,
-                             train_every=config.train_every, train_steps=config.train_steps,
-                             on_start=bar.restart_rate)
-    with StopRequested() as stop:
-        loop.attach(logger, bar, stop)
-        try:
-            loop.run()
-        finally:
-            loop.close()
-            bar.close()
-            logger.close()
-    return {"step": loop.step, "frames": loop.step * config.action_repeat,
-            "stopped": stop.flag}
+    def run_owed(self) -> None:
+        for step in self.owed:
+            self.agent.step = step  # the policy step the update fell due at
+            self.update()
+        self.owed = []
+
+    def update(self) -> None:
+        if self.dataset is None:
+            c = self.config
+            if self.overlap is not None:  # issue 11: the replay as the schedule leaves it
+                self.dataset = sampled_batches(self.train_replay, c.dataset.batch,
+                                               c.dataset.length)
+            else:  # issue 11: on CUDA, copied ahead in a thread
+                self.dataset = device_batches(
+                    self.train_replay.dataset(c.dataset.batch, c.dataset.length),
+                    self.agent.device, c.prefetch, self.train_replay)
+        metrics = self.agent.train(next(self.dataset))
+        self.updates += 1
+        self.metrics.add(metrics)
+
+    # ---- driver callbacks ----
+    def train_step(self, transition: dict, worker: int) -> None:
+        self.step += 1
+        self.progress.update(self.frames)
+        if not self.pretrained:  # random prefill steps only count
+            return
+        if self.forecast is not None:
+            self.forecast(self.step, self.updates)
+        if self.every["train"](self.step):
+            self.owed += [self.agent.step] * self.config.train_steps
+            if self.overlap is None:
+                self.run_owed()
+        if self.every["log"](self.step):
+            if self.video_keys:
+                batch = self.train_replay.sample(min(6, self.config.dataset.batch),
+                                                 self.config.dataset.length)
+                self.logger.add(self.agent.report(batch), prefix="train")
+            self.write(fps=True)
+            self.check_skipped()
+
+    def write(self, fps: bool = False) -> None:
+        if fps:
+            now = time.time()
+            then, frames = self.last_write
+            if now > then:
+                self.logger.scalar("fps", (self.frames - frames) / (now - then))
+            self.last_write = (now, self.frames)
+        means = self.metrics.pop()
+        self.logger.add(means)
+        # issue 8: a loss that visibly moves (linear in image_loss, so exact on the mean).
+        self.logger.add(pixel_mse(means, self.image_shapes))
+        self.progress.update(self.frames, self.logger.write(self.frames))
+
+    def close(self) -> None:
+        if self.overlap is not None:
+            self.overlap.close()
+        if self.dataset is not None:  # stop the sampling thread(s) now, not at garbage collection
+            self.dataset.close()
+            self.dataset = None
+        for env in (self.train_envs, self.eval_env):
+            if env is None:
+                continue
+            env.close()

@@ -44,7 +44,7 @@ POLICY_STREAM = 2 * 10**6  # `stream_seed` index of the collector's random strea
 
 
 class Overlap:
-    """The collector thread and the block/round schedule of one `runner.Loop`."""
+    """The collector thread and the block/round schedule of one `loop.Loop`."""
 
     def __init__(self, loop):
         self.loop, self.agent = loop, loop.agent

@@ -3,7 +3,7 @@
 `save` writes, besides weights and counters, the eval schedule (a stop mid-phase continues it),
 the env states, unfinished episodes and policy state (a stop resumes mid-episode), the restart
 counter that makes new env seeds, and the log lengths that a resume cuts back to; `restore` loads
-all of it into a `runner.Loop`. The file format (atomic write, fallback to the previous file) is
+all of it into a `loop.Loop`. The file format (atomic write, fallback to the previous file) is
 `checkpoint.py`'s; this module owns the contents. docs/parity.md lists what the official code
 does not keep.
 """

@@ -88,7 +88,7 @@ class TrainedAgent:
 def build_env(config: Config, logdir: Path, env: Any, seed: int, mode: str = "eval") -> Env:
     """The env of a run: `env` (object or factory) with the training wrappers, else the task's."""
     from .api import _Factory, _is_env, wrap
-    from .loop import default_env_factory
+    from .training import default_env_factory
 
     if env is None:
         if config.task.startswith("api:"):

@@ -17,9 +17,9 @@
 #     and test_reliability.py's four checkpoint tests (test_resume_exact.py: ~25 s per mutant).
 #   MODULES=run_state ... tests/test_mutants_resume.py tests/test_mutants_nets_optim.py (stub loops;
 #     ~1.5 min for the module, where the end-to-end resume tests take 15-25 s per mutant).
-#   MODULES="runner loop overlap" ... tests/test_mutants_{runner_phases,runner_steps,train_wiring,
+#   MODULES="loop training overlap" ... tests/test_mutants_{loop_phases,loop_steps,training,
 #     overlap}.py (stand-ins, ~6 min for 912 mutants;
-#     docs/parity.md, "training loop: runner, loop, overlap").
+#     docs/parity.md, "training loop: loop, training, overlap").
 #   MODULES="rundir skipped_updates episode_log" ... tests/test_mutants_resume.py and six
 #     test_reliability.py tests; MODULES=vector_atari ... tests/test_mutants_vector_atari.py and
 #     test_vector_atari.py's two in-process tests (docs/parity.md, "run directory, ...").

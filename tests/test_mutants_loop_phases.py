@@ -1,9 +1,9 @@
-"""Tests for mutants of runner.py that survived tools/parity/mutation.sh (docs/parity.md, "training
-loop: runner, loop, overlap"): the official `train.py` order (spec §3.2, §3.3): `Every`, a new
+"""Tests for mutants of loop.py that survived tools/parity/mutation.sh (docs/parity.md, "training
+loop: loop, training, overlap"): the official `train.py` order (spec §3.2, §3.3): `Every`, a new
 `Loop`'s counters and wiring, and `Loop.run`'s phases [prefill → first updates → evaluate →
 checkpoint → train], with stops and resumes (issue 9). Each method is called on stand-ins that
-record what they are asked; expected values are written out by hand from the spec and the official
-`train.py`. No training run."""
+record what they are asked; expected values are written out by hand from the spec and the
+official `train.py`. No training run."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import types
 import numpy as np
 import torch
 
-from dreamerv2_torch import overlap, presets, runner
+from dreamerv2_torch import loop as loop_module
+from dreamerv2_torch import overlap, presets
 from dreamerv2_torch.device_metrics import DeviceMetrics
-from dreamerv2_torch.runner import Every, Loop
+from dreamerv2_torch.loop import Every, Loop
 
 NS = types.SimpleNamespace
 
@@ -53,8 +54,8 @@ def _agent():
 
 
 def test_a_new_loop_starts_every_counter_at_its_beginning(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner.time, "monotonic", lambda: 77.0)
-    monkeypatch.setattr(runner.time, "time", lambda: 88.0)
+    monkeypatch.setattr(loop_module.time, "monotonic", lambda: 77.0)
+    monkeypatch.setattr(loop_module.time, "time", lambda: 88.0)
     config = _config(train_every=5, log_every=50, eval_every=300, action_repeat=4,
                      nonfinite="drop", log_keys_video=["image", "depth"])
     agent, envs, eval_env, rng = _agent(), _envs(2), _envs(), np.random.default_rng(0)

@@ -1,8 +1,9 @@
-"""Tests for mutants of loop.py that survived tools/parity/mutation.sh (docs/parity.md, "training
-loop: runner, loop, overlap"): the wiring of a run (`loop.train`, `loop._train`): the env factory,
-the stop flag, a fresh run and a resume built from the config, checkpoint and stored episodes. Each
-method is called on stand-ins that record what they are asked; expected values are written out by
-hand from the spec and the official `train.py`. No training run."""
+"""Tests for mutants of training.py that survived tools/parity/mutation.sh (docs/parity.md,
+"training loop: loop, training, overlap"): the wiring of a run (`training.train`,
+`training._train`): the env factory, the stop flag, a fresh run and a resume built from the
+config, checkpoint and stored episodes. Each method is called on stand-ins that record what they
+are asked; expected values are written out by hand from the spec and the official `train.py`. No
+training run."""
 
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from dreamerv2_torch import loop as loop_module
-from dreamerv2_torch import presets
+from dreamerv2_torch import presets, training
 from dreamerv2_torch.driver import stream_seed
-from dreamerv2_torch.loop import StopRequested
 from dreamerv2_torch.rundir import RunError
+from dreamerv2_torch.training import StopRequested
 
 NS = types.SimpleNamespace
 
@@ -31,16 +31,16 @@ def _config(**overrides):
 
 
 
-# ---- loop.py: the env factory and the stop flag ------------------------------------------------
+# ---- training.py: the env factory and the stop flag -------------------------------------------
 
 
 def test_the_task_env_gets_every_env_setting_of_the_config(tmp_path, monkeypatch):
     made = []
-    monkeypatch.setattr(loop_module, "make_env", lambda task, **kwargs: made.append(
+    monkeypatch.setattr(training, "make_env", lambda task, **kwargs: made.append(
         (task, kwargs)) or "env")
     config = _config(task="atari_pong", action_repeat=3, time_limit=77, render_size=[48, 40],
                      atari_grayscale=False, atari_all_actions=False, dmc_camera=2)
-    factory = loop_module.default_env_factory(config, tmp_path)
+    factory = training.default_env_factory(config, tmp_path)
     assert pickle.loads(pickle.dumps(factory)).args[0] == config  # envs > 1 pickles it
     assert factory(123, "eval") == "env"
     assert made == [("atari_pong", {
@@ -48,7 +48,7 @@ def test_the_task_env_gets_every_env_setting_of_the_config(tmp_path, monkeypatch
         "grayscale": False, "all_actions": False, "camera": 2, "logdir": tmp_path,
         "pixels": True})]
     vector = _config(task="atari_pong", **{"encoder.cnn_keys": "$^"})  # no image encoder
-    loop_module.default_env_factory(vector, tmp_path)(0, "train")
+    training.default_env_factory(vector, tmp_path)(0, "train")
     assert made[-1][1]["pixels"] is False
 
 
@@ -98,24 +98,24 @@ class _Recorder:
 
 def _wire(monkeypatch, tmp_path, checkpoint=None, run_raises=None):
     log = []
-    monkeypatch.setattr(loop_module, "open_rundir", lambda config: log.append(
+    monkeypatch.setattr(training, "open_rundir", lambda config: log.append(
         ("open_rundir", config)) or NS(logdir=tmp_path, checkpoint=checkpoint,
                                        commit=lambda: log.append("commit")))
-    monkeypatch.setattr(loop_module.torch, "set_num_threads", lambda n: log.append(("threads", n)))
-    monkeypatch.setattr(loop_module.torch, "manual_seed", lambda s: log.append(("torch seed", s)))
+    monkeypatch.setattr(training.torch, "set_num_threads", lambda n: log.append(("threads", n)))
+    monkeypatch.setattr(training.torch, "manual_seed", lambda s: log.append(("torch seed", s)))
     spaces = {"obs_space": "obs", "act_space": "act"}
     for name in ("SerialEnvs", "ParallelEnvs", "EnvThread"):
-        monkeypatch.setattr(loop_module, name, _Recorder(log, name, made=spaces))
-    monkeypatch.setattr(loop_module.vector_atari, "from_config",
+        monkeypatch.setattr(training, name, _Recorder(log, name, made=spaces))
+    monkeypatch.setattr(training.vector_atari, "from_config",
                         _Recorder(log, "from_config", made=spaces))
-    monkeypatch.setattr(loop_module, "truncate_logs", lambda logdir, sizes: log.append(
+    monkeypatch.setattr(training, "truncate_logs", lambda logdir, sizes: log.append(
         ("truncate", logdir, sizes)) or sum(sizes.values()))
-    monkeypatch.setattr(loop_module, "Replay",
+    monkeypatch.setattr(training, "Replay",
                         _Recorder(log, "Replay", made={"stats": {"total_steps": 33}}))
     nets = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(1_005_001)),
                                    torch.nn.Parameter(torch.zeros(9), requires_grad=False)])
     agent = NS(device=torch.device("cpu"), bf16=False, nets=nets)
-    monkeypatch.setattr(loop_module, "Agent", lambda *args: log.append(("Agent", args)) or agent)
+    monkeypatch.setattr(training, "Agent", lambda *args: log.append(("Agent", args)) or agent)
 
     class Loop_(_Recorder):
         def __call__(self, *args):
@@ -125,12 +125,12 @@ def _wire(monkeypatch, tmp_path, checkpoint=None, run_raises=None):
                 made.run = lambda: (_ for _ in ()).throw(run_raises)
             return made
 
-    monkeypatch.setattr(loop_module, "Loop", Loop_(log, "Loop"))
-    monkeypatch.setattr(loop_module, "Logger", _Recorder(log, "Logger"))
-    monkeypatch.setattr(loop_module, "Progress",
+    monkeypatch.setattr(training, "Loop", Loop_(log, "Loop"))
+    monkeypatch.setattr(training, "Logger", _Recorder(log, "Logger"))
+    monkeypatch.setattr(training, "Progress",
                         _Recorder(log, "Progress", made={"restart_rate": "the bar's restart"}))
-    monkeypatch.setattr(loop_module, "Forecast", _Recorder(log, "Forecast"))
-    monkeypatch.setattr(loop_module.tracking, "make_trackers", lambda config, logdir: (
+    monkeypatch.setattr(training, "Forecast", _Recorder(log, "Forecast"))
+    monkeypatch.setattr(training.tracking, "make_trackers", lambda config, logdir: (
         "trackers", config, logdir))
     return log, agent
 
@@ -150,7 +150,7 @@ def test_a_fresh_run_is_wired_from_the_config(tmp_path, monkeypatch, capsys):
                          "replay.capacity": 1005, "replay.minlen": 10, "replay.maxlen": 50,
                          "replay.prioritize_ends": True, "dataset.length": 20})
     log, agent = _wire(monkeypatch, tmp_path)
-    result = loop_module._train(config, _make(log), progress=True)
+    result = training._train(config, _make(log), progress=True)
     order = [e if isinstance(e, str) else e[0] for e in log]
     assert log[0] == ("open_rundir", config)
     # The envs are built (the task checked) before the logdir is written, then seeding.
@@ -210,7 +210,7 @@ def test_a_resume_is_wired_from_its_checkpoint_and_the_stored_episodes(tmp_path,
     config = _config(seed=7, threads=0, eval_eps=0, envs=2, action_repeat=2,
                      **{"replay.capacity": 5})
     log, _ = _wire(monkeypatch, tmp_path, checkpoint=ckpt)
-    result = loop_module._train(config, _make(log), progress=False)
+    result = training._train(config, _make(log), progress=False)
     assert _calls(log, "threads") == []  # 0: torch's default
     # Restart 3 with 3 episode files: no stream of an earlier start repeats (driver.stream_seed).
     seeds = [stream_seed(7, i, 3, 3) for i in (0, 1)]
@@ -229,7 +229,7 @@ def test_a_resume_is_wired_from_its_checkpoint_and_the_stored_episodes(tmp_path,
     assert capsys.readouterr().out.startswith(
         "Log lines written after the last checkpoint were dropped (a kill lost that work).\n")
     log, _ = _wire(monkeypatch, tmp_path, checkpoint={"step": 40})  # written before issue 9
-    loop_module._train(config, _make(log), progress=False)
+    training._train(config, _make(log), progress=False)
     ((_, envs, _), _), = _calls(log, "ParallelEnvs")
     assert envs == [stream_seed(7, i, 1, 3) for i in (0, 1)]  # its restart counter was 0
     assert _calls(log, "truncate") == [(tmp_path, {})]  # no log sizes kept: nothing cut
@@ -238,11 +238,11 @@ def test_a_resume_is_wired_from_its_checkpoint_and_the_stored_episodes(tmp_path,
 def test_the_train_envs_follow_atari_vector_and_overlap(tmp_path, monkeypatch):
     log, _ = _wire(monkeypatch, tmp_path)
     config = dataclasses.replace(_config(seed=7, eval_eps=0), atari_vector=True, envs=2)
-    loop_module._train(config, _make(log), progress=True)
+    training._train(config, _make(log), progress=True)
     assert _calls(log, "from_config") == [((config, 7), {})]
     assert _calls(log, "ParallelEnvs") == []
     log.clear()
-    loop_module._train(_config(seed=7, eval_eps=0, overlap=True), _make(log), progress=True)
+    training._train(_config(seed=7, eval_eps=0, overlap=True), _make(log), progress=True)
     ((build,), _), = _calls(log, "EnvThread")
     assert _calls(log, "make") == []  # made in the env thread, by `build`
     build()
@@ -257,7 +257,7 @@ def test_the_run_is_closed_when_it_fails_and_a_big_atari_model_is_forecast_as_su
     config = dataclasses.replace(_config(seed=7, eval_eps=0, precision=16), task="atari_pong")
     config.rssm = dataclasses.replace(config.rssm, deter=257)
     with pytest.raises(FloatingPointError, match="update failed"):
-        loop_module._train(config, _make(log), progress=True)
+        training._train(config, _make(log), progress=True)
     assert [e[0] for e in log if isinstance(e, tuple)][-3:] == [
         "Loop().close", "Progress().close", "Logger().close"]
     assert _calls(log, "Forecast")[0][1]["small_model"] is True
@@ -265,8 +265,8 @@ def test_the_run_is_closed_when_it_fails_and_a_big_atari_model_is_forecast_as_su
     agent.bf16 = True
     config.rssm = dataclasses.replace(config.rssm, deter=256)
     log.clear()
-    monkeypatch.setattr(loop_module, "Loop", _Recorder(log, "Loop", made={"step": 0}))
-    loop_module._train(config, _make(log), progress=True)
+    monkeypatch.setattr(training, "Loop", _Recorder(log, "Loop", made={"step": 0}))
+    training._train(config, _make(log), progress=True)
     assert _calls(log, "Forecast")[0][1]["small_model"] is False
     assert ", bfloat16 autocast, threads" in capsys.readouterr().out
 
@@ -274,9 +274,9 @@ def test_the_run_is_closed_when_it_fails_and_a_big_atari_model_is_forecast_as_su
 def test_without_a_factory_the_task_env_is_made_from_the_config(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     log, _ = _wire(monkeypatch, tmp_path)
-    monkeypatch.setattr(loop_module, "make_env", lambda task, **kwargs: log.append(
+    monkeypatch.setattr(training, "make_env", lambda task, **kwargs: log.append(
         ("make_env", task, kwargs["seed"], kwargs["mode"], kwargs["logdir"])) or "env")
-    loop_module._train(_config(seed=7), None, progress=True)
+    training._train(_config(seed=7), None, progress=True)
     assert _calls(log, "make_env") == [("dummy_discrete", 10007, "eval", tmp_path),
                                        ("dummy_discrete", 7, "train", tmp_path)]
     assert "(OpenMP wait policy default), " in capsys.readouterr().out  # OMP_WAIT_POLICY unset
@@ -284,24 +284,24 @@ def test_without_a_factory_the_task_env_is_made_from_the_config(tmp_path, monkey
 
 def test_train_validates_first_and_turns_an_os_error_into_one_line(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(loop_module, "_train", lambda config, factory, progress: calls.append(
+    monkeypatch.setattr(training, "_train", lambda config, factory, progress: calls.append(
         (config, factory, progress)) or "result")
-    monkeypatch.setattr(loop_module.tracking, "check_available",
+    monkeypatch.setattr(training.tracking, "check_available",
                         lambda config: calls.append(("tracking", config)))
     config = _config(logdir=str(tmp_path))
-    assert loop_module.train(config, "factory") == "result"
+    assert training.train(config, "factory") == "result"
     assert calls == [("tracking", config), (config, "factory", True)]
     with pytest.raises(presets.ConfigError):  # refused before anything else
-        loop_module.train(dataclasses.replace(config, steps=0))
+        training.train(dataclasses.replace(config, steps=0))
     assert len(calls) == 2
     (tmp_path / "checkpoint.pt.tmp").write_text("partial")
 
     def disk_full(config, factory, progress):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(loop_module, "_train", disk_full)
+    monkeypatch.setattr(training, "_train", disk_full)
     with pytest.raises(RunError) as error:
-        loop_module.train(config, progress=False)
+        training.train(config, progress=False)
     assert str(error.value) == (f"[Errno 28] No space left on device (run in {tmp_path}; its "
                                 "last checkpoint is intact)")
     assert error.value.__cause__ is None and error.value.__suppress_context__

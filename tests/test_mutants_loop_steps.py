@@ -1,8 +1,8 @@
-"""Tests for mutants of runner.py that survived tools/parity/mutation.sh (docs/parity.md, "training
-loop: runner, loop, overlap"): the per-phase and per-step work of `runner.Loop`: prefill,
-evaluation, collection, owed updates (issue 11), `train_step`'s schedule, `write` and `close`. Each
-method is called on stand-ins that record what they are asked; expected values are written out by
-hand from the spec and the official `train.py`. No training run."""
+"""Tests for mutants of loop.py that survived tools/parity/mutation.sh (docs/parity.md, "training
+loop: loop, training, overlap"): the per-phase and per-step work of `loop.Loop`: prefill,
+evaluation, collection, owed updates (issue 11), `train_step`'s schedule, `write` and `close`.
+Each method is called on stand-ins that record what they are asked; expected values are written
+out by hand from the spec and the official `train.py`. No training run."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import types
 import numpy as np
 import pytest
 
-from dreamerv2_torch import presets, runner
-from dreamerv2_torch.runner import Every, Loop
+from dreamerv2_torch import loop as loop_module
+from dreamerv2_torch import presets
+from dreamerv2_torch.loop import Every, Loop
 
 NS = types.SimpleNamespace
 
@@ -43,7 +44,8 @@ class _Driver:
 
 def _prefill(monkeypatch, *, train_total=0, eval_total=0, loaded_after=1, eval_env=True,
              stop=False):
-    monkeypatch.setattr(runner, "random_policy", lambda space, n, rng: ("random", space, n, rng))
+    monkeypatch.setattr(loop_module, "random_policy",
+                        lambda space, n, rng: ("random", space, n, rng))
     log, loop = [], Loop.__new__(Loop)
     loop.config = NS(prefill=100, replay=NS(minlen=10))
     loop.step, loop.rng, loop.stop = 30, "rng", NS(flag=stop)
@@ -149,9 +151,9 @@ def test_owed_updates_run_at_the_step_they_fell_due():
 
 def test_update_builds_the_dataset_once_and_counts(monkeypatch):
     calls = []
-    monkeypatch.setattr(runner, "device_batches", lambda source, device, switch, replay: (
+    monkeypatch.setattr(loop_module, "device_batches", lambda source, device, switch, replay: (
         calls.append((source, device, switch, replay)) or iter(["b1", "b2"])))
-    monkeypatch.setattr(runner, "sampled_batches", lambda replay, batch, length: (
+    monkeypatch.setattr(loop_module, "sampled_batches", lambda replay, batch, length: (
         calls.append((replay, batch, length)) or iter(["s1"])))
     loop = Loop.__new__(Loop)
     loop.config = NS(dataset=NS(batch=16, length=50), prefetch="auto")
@@ -220,7 +222,7 @@ def test_a_train_step_in_prefill_only_counts_and_overlap_queues_the_round():
 
 
 def _write_loop(log, monkeypatch, now=110.0):
-    monkeypatch.setattr(runner.time, "time", lambda: now)
+    monkeypatch.setattr(loop_module.time, "time", lambda: now)
     loop = Loop.__new__(Loop)
     loop.config = NS(action_repeat=4)
     loop.step, loop.last_write = 30, (100.0, 40)
