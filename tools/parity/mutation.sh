@@ -32,6 +32,16 @@ fi
 mkdir -p "$work"
 rm -rf "$work/src" "$work/tests"
 cp -r "$root/src" "$root/tests" "$work/"
+# mutmut 3.8's stats collector reads `item._nodeid`, which pytest 9 no longer has: a plugin
+# (loaded with -p below) gives it back as `nodeid` (a no-op on pytest 8).
+mkdir -p "$work/shim"
+cat > "$work/shim/mutmut_pytest9.py" <<'PY'
+import _pytest.nodes
+
+if not hasattr(_pytest.nodes.Node, "_nodeid"):
+    _pytest.nodes.Node._nodeid = property(lambda self: self.nodeid)
+PY
+export PYTHONPATH="$work/shim${PYTHONPATH:+:$PYTHONPATH}"
 # A pyproject without [tool.mutmut] makes mutmut read setup.cfg; only pytest's section is kept.
 sed -n '/^\[tool.pytest.ini_options\]/,/^$/p' "$root/pyproject.toml" > "$work/pyproject.toml"
 {
@@ -41,7 +51,7 @@ sed -n '/^\[tool.pytest.ini_options\]/,/^$/p' "$root/pyproject.toml" > "$work/py
   for f in ${MODULES:-behavior dists rssm world_model replay}; do
     echo "    src/dreamerv2_torch/$f.py"
   done
-  printf "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n"
+  printf "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n    -p\n    mutmut_pytest9\n"
   echo "pytest_add_cli_args_test_selection="
   for t in "${tests[@]}"; do echo "    $t"; done
 } > "$work/setup.cfg"
