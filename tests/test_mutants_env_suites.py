@@ -611,3 +611,9 @@ def test_crafter_records_stats_only(tmp_path) -> None:
         if env.step({"action": env.act_space["action"].sample(rng)})["is_last"]:
             break
     assert sorted(p.name for p in (tmp_path / "crafter").iterdir()) == ["stats.jsonl"]
+
+
+def test_crafter_missing_package_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "crafter", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r'pip install "dreamerv2-torch\[crafter\]"'):
+        make_env("crafter_reward", seed=0)
