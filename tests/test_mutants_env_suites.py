@@ -17,7 +17,7 @@ from gymnasium import spaces
 from dreamerv2_torch.envs import make_env
 from dreamerv2_torch.envs.base import FLAG_SPACES, Space, step_obs
 from dreamerv2_torch.envs.contract import check_env, check_obs, check_spaces
-from dreamerv2_torch.envs.gym import Gymnasium, from_gymnasium
+from dreamerv2_torch.envs.gym import Gymnasium, from_gymnasium, make_gymnasium
 
 # --------------------------------------------------------------------------------------- MinAtar
 
@@ -140,7 +140,9 @@ def box(low, high, shape, dtype=np.float32):
 
 def first_image(space, frame, size):
     env = from_gymnasium(Scripted(space, spaces.Discrete(2), [frame]), seed=0, size=size)
-    return env.reset()["image"]
+    obs = env.reset()
+    check_obs(obs, env.obs_space)
+    return obs["image"]
 
 
 def test_gym_image_values_follow_the_space() -> None:
@@ -153,6 +155,11 @@ def test_gym_image_values_follow_the_space() -> None:
     wide = first_image(
         box(-10, 1000, (2, 2)), np.array([[-3, 300], [254.6, 7]], np.float32), (2, 2))
     np.testing.assert_array_equal(wide[..., 0], [[0, 255], [255, 7]])
+    # Scaled in float64: 0.6098039 (float32) * 255 = 155.49999..., 155.5 if multiplied in float32.
+    exact = first_image(box(0, 1, (1, 1)), np.full((1, 1), 0.6098039, np.float32), (1, 1))
+    assert exact[0, 0, 0] == 155
+    ints = first_image(box(0, 1, (2, 2), np.int32), np.array([[0, 1], [1, 0]], np.int32), (2, 2))
+    np.testing.assert_array_equal(ints[..., 0], [[0, 1], [1, 0]])  # not float: not scaled
     flags = first_image(box(0, 1, (2, 2), bool), np.array([[1, 0], [0, 1]], bool), (2, 2))
     assert flags.dtype == np.uint8 and flags.shape == (2, 2, 1)
     np.testing.assert_array_equal(flags[..., 0], [[255, 0], [0, 255]])
@@ -181,12 +188,26 @@ def test_gym_discrete_action_with_a_start_and_box_actions_in_the_space_dtype() -
     env.reset()
     env.step({"action": np.eye(3, dtype=np.float32)[0]})
     assert inner.actions == [-1]
+    assert env.act_space["action"] == Space((3,), np.float32, 0.0, 1.0, discrete=True)
     inner = Scripted(box(0, 1, (3,)), box(0.0, 4.0, (2,)))
     env = from_gymnasium(inner, seed=0)
     env.reset()
     env.step({"action": np.array([0.0, 1.0], np.float32)})
     assert inner.actions[-1].dtype == np.float32
     np.testing.assert_array_equal(inner.actions[-1], [2.0, 4.0])
+    raw = Gymnasium(Scripted(box(0, 1, (3,)), box(-1.0, 1.0, (2,))), seed=0)
+    check_spaces(raw)  # float32 actions in [-1, 1]
+    raw = Gymnasium(Scripted(box(0, 1, (3,)), box(0.0, 0.1, (2,), np.float64)), seed=0)
+    space = raw.act_space["action"]
+    assert space.low.dtype == space.high.dtype == np.float32  # the Space's dtype
+    np.testing.assert_array_equal(space.high, np.float32(0.1))
+
+
+def test_gym_scalar_box_observation_is_a_vector_of_one() -> None:
+    env = from_gymnasium(Scripted(box(0, 5, ()), spaces.Discrete(2), [np.float32(2.5)]), seed=0)
+    obs = env.reset()
+    check_obs(obs, env.obs_space)
+    np.testing.assert_array_equal(obs["vector"], [2.5])
 
 
 def test_gym_render_image_replaces_the_image_entries() -> None:
@@ -245,12 +266,32 @@ def test_gym_unsupported_space_messages() -> None:
         "and needs finite bounds to map to")
 
 
+def test_gym_unknown_id_and_bad_argument_messages() -> None:
+    tail = (" An id from a package that registers on import can be written gym:<module>:<id>, e.g. "
+            "gym:ale_py:ALE/Pong-v5.")
+    with pytest.raises(ValueError) as info:
+        make_gymnasium("CartPol-v1")
+    message = str(info.value)
+    assert message.startswith("unknown Gymnasium id 'CartPol-v1' (task gym:CartPol-v1): ")
+    assert message.endswith(". Did you mean: gym:CartPole-v1, gym:CartPole-v0, "
+                            "gym:phys2d/CartPole-v1, gym:phys2d/CartPole-v0?" + tail)
+    with pytest.raises(ValueError) as info:
+        make_gymnasium("Zzzzzzzz-v9")
+    assert "Did you mean" not in str(info.value) and str(info.value).endswith("." + tail)
+    with pytest.raises(ValueError) as info:
+        from_gymnasium(Scripted(box(0, 1, (3,)), spaces.Discrete(2)), seed=0, action_repeat=0)
+    assert str(info.value) == "action_repeat must be >= 1, got 0"
+    with pytest.raises(ValueError) as info:
+        from_gymnasium(Duck(), seed=0, render_image=True)
+    assert str(info.value) == "render_image needs an env made with render_mode='rgb_array'"
+
+
 def test_gym_resizing_needs_cv2_and_names_its_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "cv2", None)  # makes `import cv2` fail
     image = box(0, 255, (32, 48, 3), np.uint8)
     with pytest.raises(ImportError, match=r'pip install "dreamerv2-torch\[atari\]"'):
         from_gymnasium(Scripted(image, spaces.Discrete(2)), seed=0, size=(16, 24))
-    from_gymnasium(Scripted(image, spaces.Discrete(2)), seed=0, size=(32, 48))  # no resize
+    from_gymnasium(Scripted(image, spaces.Discrete(2)), seed=0, size=(32, 48)).reset()  # no resize
     from_gymnasium(Scripted(box(0, 1, (3,)), spaces.Discrete(2)), seed=0)  # no image
 
 
@@ -374,68 +415,6 @@ def test_contract_checker_accepts_bounded_continuous_actions_and_non_float32_ent
     check_obs(obs, obs_space)
     with pytest.raises(AssertionError, match="'count' is a int, not a numpy array"):
         check_obs({**obs, "count": 3}, obs_space, where="")
-
-
-# ----------------------------------------------------------------------------- the env factory
-
-PREFIXES = "atari_, dmc_, crafter_, minatar_, dummy_, gym:"
-
-
-def factory_error(task: str, **kwargs) -> str:
-    with pytest.raises(ValueError) as info:
-        make_env(task, seed=0, **kwargs)
-    return str(info.value)
-
-
-def test_factory_task_syntax_errors() -> None:
-    syntax = (f"a task starts with one of {PREFIXES} followed by a name (e.g. atari_pong, "
-              "dmc_walker_walk, gym:CartPole-v1).")
-    assert factory_error("aftar_x") == (  # close to three suites: two are named
-        f"unknown task 'aftar_x': {syntax} Did you mean the suite atari or minatar?")
-    assert factory_error("zzz_x") == f"unknown task 'zzz_x': {syntax}"
-    for task in ("dummy", "dummy_", "gym:", "gym_CartPole-v1", "dummy:reveal", "dmc:walker_walk"):
-        assert factory_error(task).startswith(f"unknown task {task!r}: a task starts with")
-
-
-def test_factory_unknown_names_within_a_suite() -> None:
-    assert factory_error("dummy_zzz") == (
-        "unknown dummy env 'dummy_zzz'. Valid: dummy_discrete, dummy_continuous, dummy_vector, "
-        "dummy_reveal")
-    assert factory_error("crafter_rewar") == (
-        "unknown Crafter task 'crafter_rewar'. Did you mean: crafter_reward, crafter_noreward? "
-        "Valid: crafter_reward, crafter_noreward")
-    assert factory_error("dummy_discrete", mode="test") == (
-        "mode must be one of ('train', 'eval'), got 'test'")
-    assert factory_error("dummy_discrete", action_repeat=0) == "action_repeat must be >= 1, got 0"
-    make_env("dummy_discrete", seed=0, action_repeat=1)  # 1 is allowed
-
-
-def test_factory_lists_the_tasks_of_each_suite() -> None:
-    from dreamerv2_torch.envs import list_tasks
-
-    assert list_tasks("crafter") == ["crafter_reward", "crafter_noreward"]
-    assert list_tasks("minatar") == [
-        "minatar_asterix", "minatar_breakout", "minatar_freeway", "minatar_seaquest",
-        "minatar_space_invaders"]
-    assert list_tasks("dummy") == ["dummy_discrete", "dummy_continuous", "dummy_vector",
-                                   "dummy_reveal"]
-    assert "gym:CartPole-v1" in list_tasks("gym")
-    with pytest.raises(ValueError) as info:
-        list_tasks("atary")
-    assert str(info.value) == (
-        "unknown suite 'atary'. Did you mean: atari, minatar? Valid: atari, dmc, crafter, "
-        "minatar, gym, dummy")
-
-
-def test_factory_forwards_size_and_action_repeat_to_gymnasium() -> None:
-    gymnasium.register("DV2TestImage-v0", entry_point=lambda: Scripted(
-        box(0, 255, (32, 48, 3), np.uint8), spaces.Discrete(2)))
-    try:
-        env = make_env("gym:DV2TestImage-v0", seed=0, size=(16, 24), action_repeat=3)
-        assert env.reset()["image"].shape == (16, 24, 3)
-        assert float(env.step({"action": np.eye(2, dtype=np.float32)[0]})["reward"]) == 3.0
-    finally:
-        del gymnasium.registry["DV2TestImage-v0"]
 
 
 # ------------------------------------------------------------------------------------------- DMC
