@@ -1,10 +1,11 @@
-"""Tests written for mutants of the MinAtar, DMC, Crafter and Gymnasium adapters and the env
-factory that survived tools/parity/mutation.sh (docs/parity.md, "Mutation testing", "env suites:
+"""Tests written for mutants of the MinAtar, DMC, Crafter and Gymnasium adapters, the env
+factory and the contract checker that survived tools/parity/mutation.sh (docs/parity.md, "Mutation testing", "env suites:
 MinAtar, DMC, Crafter, Gym, the env factory"). Expected values come from the adapters' documented
 rules (module docstrings, spec §5), the official code or the libraries, never from our output."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
@@ -415,6 +416,96 @@ def test_contract_checker_accepts_bounded_continuous_actions_and_non_float32_ent
     check_obs(obs, obs_space)
     with pytest.raises(AssertionError, match="'count' is a int, not a numpy array"):
         check_obs({**obs, "count": 3}, obs_space, where="")
+
+
+# ----------------------------------------------------------------------------- the env factory
+
+PREFIXES = "atari_, dmc_, crafter_, minatar_, dummy_, gym:"
+
+
+def factory_error(task: str, **kwargs) -> str:
+    with pytest.raises(ValueError) as info:
+        make_env(task, seed=0, **kwargs)
+    return str(info.value)
+
+
+def test_factory_task_syntax_errors() -> None:
+    syntax = (f"a task starts with one of {PREFIXES} followed by a name (e.g. atari_pong, "
+              "dmc_walker_walk, gym:CartPole-v1).")
+    assert factory_error("aftar_x") == (  # close to three suites: two are named
+        f"unknown task 'aftar_x': {syntax} Did you mean the suite atari or minatar?")
+    assert factory_error("zzz_x") == f"unknown task 'zzz_x': {syntax}"
+    for task in ("dummy", "dummy_", "gym:", "gym_CartPole-v1", "dummy:reveal", "dmc:walker_walk"):
+        assert factory_error(task).startswith(f"unknown task {task!r}: a task starts with")
+
+
+def test_factory_unknown_names_within_a_suite() -> None:
+    assert factory_error("dummy_zzz") == (
+        "unknown dummy env 'dummy_zzz'. Valid: dummy_discrete, dummy_continuous, dummy_vector, "
+        "dummy_reveal")
+    assert factory_error("dummy_c") == (  # close to all four: up to five are suggested
+        "unknown dummy env 'dummy_c'. Did you mean: dummy_vector, dummy_discrete, dummy_reveal, "
+        "dummy_continuous? Valid: dummy_discrete, dummy_continuous, dummy_vector, dummy_reveal")
+    assert factory_error("crafter_rewar") == (
+        "unknown Crafter task 'crafter_rewar'. Did you mean: crafter_reward, crafter_noreward? "
+        "Valid: crafter_reward, crafter_noreward")
+    assert factory_error("dummy_discrete", mode="test") == (
+        "mode must be one of ('train', 'eval'), got 'test'")
+    assert factory_error("dummy_discrete", action_repeat=0) == "action_repeat must be >= 1, got 0"
+    make_env("dummy_discrete", seed=0, action_repeat=1)  # 1 is allowed
+
+
+def test_factory_crafter_reward_is_rewarded_in_train_mode() -> None:
+    pytest.importorskip("crafter")
+    env = make_env("crafter_reward", seed=1)
+    rng = np.random.default_rng(0)
+    env.reset()
+    history = [env.step({"action": env.act_space["action"].sample(rng)}) for _ in range(100)]
+    rewards = np.array([obs["reward"] for obs in history])
+    assert np.any(rewards != 0), "the check needs some reward in 100 random steps"
+    np.testing.assert_array_equal(rewards, [obs["log_reward"] for obs in history])
+
+
+def test_factory_forwards_size_and_action_repeat_to_atari() -> None:
+    if any(importlib.util.find_spec(m) is None for m in ("ale_py", "cv2")):
+        pytest.skip("needs the atari extra")
+    env = make_env("atari_pong", seed=0, action_repeat=2, size=(48, 64))
+    assert env.reset()["image"].shape == (48, 64, 1)
+    before = env.ale.getEpisodeFrameNumber()
+    env.step({"action": np.eye(env.act_space["action"].n, dtype=np.float32)[0]})
+    assert env.ale.getEpisodeFrameNumber() - before == 2  # one policy step = action_repeat frames
+
+
+def test_factory_lists_the_tasks_of_each_suite() -> None:
+    from dreamerv2_torch.envs import list_tasks
+
+    assert list_tasks("crafter") == ["crafter_reward", "crafter_noreward"]
+    assert list_tasks("minatar") == [
+        "minatar_asterix", "minatar_breakout", "minatar_freeway", "minatar_seaquest",
+        "minatar_space_invaders"]
+    assert list_tasks("dummy") == ["dummy_discrete", "dummy_continuous", "dummy_vector",
+                                   "dummy_reveal"]
+    assert "gym:CartPole-v1" in list_tasks("gym")
+    if importlib.util.find_spec("dm_control") is not None:
+        assert "dmc_walker_walk" in list_tasks("dmc")
+    if importlib.util.find_spec("ale_py") is not None:
+        assert "atari_pong" in list_tasks("atari") and "atari_james_bond" in list_tasks("atari")
+    with pytest.raises(ValueError) as info:
+        list_tasks("atary")
+    assert str(info.value) == (
+        "unknown suite 'atary'. Did you mean: atari, minatar? Valid: atari, dmc, crafter, "
+        "minatar, gym, dummy")
+
+
+def test_factory_forwards_size_and_action_repeat_to_gymnasium() -> None:
+    gymnasium.register("DV2TestImage-v0", entry_point=lambda: Scripted(
+        box(0, 255, (32, 48, 3), np.uint8), spaces.Discrete(2)))
+    try:
+        env = make_env("gym:DV2TestImage-v0", seed=0, size=(16, 24), action_repeat=3)
+        assert env.reset()["image"].shape == (16, 24, 3)
+        assert float(env.step({"action": np.eye(2, dtype=np.float32)[0]})["reward"]) == 3.0
+    finally:
+        del gymnasium.registry["DV2TestImage-v0"]
 
 
 # ------------------------------------------------------------------------------------------- DMC

@@ -23,7 +23,8 @@
 #     tests/test_envs_crafter.py; MODULES=envs/gym ... tests/test_envs_gym.py;
 #   MODULES=envs/contract ... tests/test_envs_base.py tests/test_envs_dummy.py;
 #   MODULES=envs/dmc ... the tests of tests/test_envs_dmc.py except test_pixels_a_few_frames
-#     (real EGL rendering hangs in mutmut's forked children).
+#     (real EGL rendering hangs in mutmut's forked children);
+#   MODULES=envs/__init__ ... tests/test_envs_{base,dummy,gym,minatar,crafter}.py (+ atari, dmc).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
