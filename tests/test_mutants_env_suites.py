@@ -1,7 +1,8 @@
 """Tests written for mutants of the MinAtar, DMC, Crafter and Gymnasium adapters, the env
-factory and the contract checker that survived tools/parity/mutation.sh (docs/parity.md, "Mutation testing", "env suites:
-MinAtar, DMC, Crafter, Gym, the env factory"). Expected values come from the adapters' documented
-rules (module docstrings, spec §5), the official code or the libraries, never from our output."""
+factory and the contract checker that survived tools/parity/mutation.sh (docs/parity.md,
+"Mutation testing", "env suites: MinAtar, DMC, Crafter, Gym, the env factory"). Expected values
+come from the adapters' documented rules (module docstrings, spec §5), the official code or the
+libraries, never from our output."""
 
 from __future__ import annotations
 
