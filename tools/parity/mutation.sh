@@ -23,6 +23,13 @@
 #   MODULES="rundir skipped_updates episode_log" ... tests/test_mutants_resume.py and six
 #     test_reliability.py tests; MODULES=vector_atari ... tests/test_mutants_vector_atari.py and
 #     test_vector_atari.py's two in-process tests (docs/parity.md, "run directory, ...").
+#   The env suites (docs/parity.md, "env suites: ..."), each with tests/test_mutants_env_suites.py:
+#   MODULES=envs/minatar ... tests/test_envs_minatar.py; MODULES=envs/crafter ...
+#     tests/test_envs_crafter.py; MODULES=envs/gym ... tests/test_envs_gym.py;
+#   MODULES=envs/contract ... tests/test_envs_base.py tests/test_envs_dummy.py;
+#   MODULES=envs/dmc ... the tests of tests/test_envs_dmc.py except test_pixels_a_few_frames
+#     (real EGL rendering hangs in mutmut's forked children);
+#   MODULES=envs/__init__ ... tests/test_envs_{base,dummy,gym,minatar,crafter}.py (+ atari, dmc).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
