@@ -23,7 +23,7 @@
 #   MODULES="rundir skipped_updates episode_log" ... tests/test_mutants_resume.py and six
 #     test_reliability.py tests; MODULES=vector_atari ... tests/test_mutants_vector_atari.py and
 #     test_vector_atari.py's two in-process tests (docs/parity.md, "run directory, ...").
-#   The env suites (docs/parity.md, "env suites: ..."), each with tests/test_mutants_env_suites.py:
+#   The env suites (docs/parity.md, "env suites: ..."), each with tests/test_mutants_env_*.py:
 #   MODULES=envs/minatar ... tests/test_envs_minatar.py; MODULES=envs/crafter ...
 #     tests/test_envs_crafter.py; MODULES=envs/gym ... tests/test_envs_gym.py;
 #   MODULES=envs/contract ... tests/test_envs_base.py tests/test_envs_dummy.py;
