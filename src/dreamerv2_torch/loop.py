@@ -7,7 +7,8 @@ work (count, train every `train_every` steps, log every `log_every` steps); with
 updates run while `overlap.Overlap` plays the next steps (issue 11). The rest lives in modules
 named for what they own, bound here as methods: `episode_log.per_episode` (a finished episode:
 stored and logged), `run_state.save`/`restore` (the checkpoint's contents) and
-`skipped_updates.check_skipped` (non-finite updates). """
+`skipped_updates.check_skipped` (non-finite updates).
+"""
 
 from __future__ import annotations
 

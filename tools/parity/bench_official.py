@@ -48,6 +48,7 @@ def batch(size: int, length: int) -> dict:
 
 
 def cpu_model() -> str:
+    # hardware.cpu_model's rule; this runs in the parity venv, where our package is not installed
     with open("/proc/cpuinfo") as f:
         return next((line.split(":", 1)[1].strip() for line in f
                      if line.startswith("model name")), "unknown")
