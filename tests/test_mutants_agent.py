@@ -496,3 +496,23 @@ def test_refresh_snapshot_copies_the_live_weights_into_the_frozen_copy():
     live = nn.ModuleDict(agent.acting_nets()).state_dict()
     assert all(torch.equal(snap.state_dict()[k], v) for k, v in live.items())
     assert not any(p.requires_grad for p in snap.parameters())
+
+
+def test_report_films_each_video_key_as_uint8_truth_model_and_error():
+    """Open-loop videos (spec §7.3): uint8 [T, 3·H, 6·W, C], the top third the frames given."""
+    obs = {"image": Space((64, 64, 3), np.uint8), **OBS}
+    agent = make_agent(obs, log_keys_video=("image", "vector"))
+    rng, (b, t) = np.random.default_rng(0), (7, 6)
+    first = np.zeros((b, t), bool)
+    first[:, 0] = True
+    batch = {"image": rng.integers(0, 256, (b, t, 64, 64, 3), dtype=np.uint8),
+             "vector": rng.normal(size=(b, t, 8)).astype(np.float32),
+             "action": np.eye(3, dtype=np.float32)[rng.integers(0, 3, (b, t))],
+             "reward": np.zeros((b, t), np.float32), "is_first": first,
+             "is_last": np.zeros((b, t), bool), "is_terminal": np.zeros((b, t), bool)}
+    out = agent.report(batch)
+    assert list(out) == ["openl_image"]
+    video = out["openl_image"]
+    assert video.dtype == np.uint8 and video.shape == (t, 3 * 64, 6 * 64, 3)
+    truth = video[:, :64].reshape(t, 64, 6, 64, 3).transpose(2, 0, 1, 3, 4)  # (6, T, H, W, C)
+    assert np.array_equal(truth, batch["image"][:6])
