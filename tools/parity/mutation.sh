@@ -33,7 +33,7 @@
 #   MODULES=agent ... tests/test_parity.py tests/test_parity_resume.py tests/test_sync_guard.py
 #     tests/test_hardware.py tests/test_parity_mutants.py tests/test_actor_grad.py
 #     tests/test_fastpath.py tests/test_overlap.py::test_draws_follow_the_rules_of_sample
-#     tests/test_mutants_agent.py (docs/parity.md, "agent.py"; the fast tests that build an Agent).
+#     tests/test_mutants_agent{,_acting}.py (docs/parity.md, "agent.py"; the fast tests that build an Agent).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
