@@ -56,21 +56,24 @@ def _train(args, preset_names: list[str], logdir: Path, seconds: float, log: Pat
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
         # The clock starts once the run has started (its "Task ..." line, printed after the
         # imports and the env check): a SIGINT during the imports would abort without saving.
-        started = None
+        # A run that has printed its last line ("Training finished at ...") is left to exit on
+        # its own: a SIGINT in its teardown would end it with -2 although it saved everything.
+        started, finished = None, False
         while proc.poll() is None:
-            now = time.time()
-            if started is None and "\nTask " in "\n" + log.read_text():
+            now, text = time.time(), "\n" + log.read_text()
+            if started is None and "\nTask " in text:
                 started = now
-            if now - (started or start) >= (seconds if started else 300):
+            finished = "\nTraining finished at " in text
+            if finished or now - (started or start) >= (seconds if started else 300):
                 break
             time.sleep(0.5)
-        if proc.poll() is None:
+        if proc.poll() is None and not finished:
             proc.send_signal(signal.SIGINT)  # the loop stops at a safe point and checkpoints
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     text = log.read_text()
     return {"rc": proc.returncode, "wall_s": time.time() - start, "start": start,
             "resumed": "Resumed from step" in text, "log_tail": text[-1500:]}

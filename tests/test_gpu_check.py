@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -45,3 +46,19 @@ def test_offline_install_refuses_an_empty_wheel_folder(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "prepare_wheels.sh" in proc.stderr
     assert not (tmp_path / "venv").exists()  # nothing written before the error
+
+
+def test_e2e_leaves_a_finished_run_to_exit_on_its_own(tmp_path, monkeypatch):
+    """A run that printed "Training finished at" before its time was up is not interrupted in its
+    teardown (under load a SIGINT there ended the resume with -2 and failed the check)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_e2e
+
+    fake = tmp_path / "python"  # stands in for `python -m dreamerv2_torch train ...`
+    fake.write_text("#!/bin/sh\necho 'Task atari_boxing, device cpu'\n"
+                    "echo 'Training finished at 500 policy steps'\nsleep 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(gpu_e2e.sys, "executable", str(fake))
+    args = SimpleNamespace(device="cpu", tiny=True, threads=0)
+    out = gpu_e2e._train(args, ["debug"], tmp_path / "run", 0.5, tmp_path / "log")
+    assert out["rc"] == 0 and out["wall_s"] >= 2.5
