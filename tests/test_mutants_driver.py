@@ -32,7 +32,7 @@ from dreamerv2_torch.envs.base import FLAG_SPACES, Space
 class Scripted:
     """Episodes of `length` steps. Observation `vector` = [episode, t] (float64, converted to
     float32 by the driver), `count` = t (int64 → int32), `image` (uint8, unchanged); reward = t
-    (a Python float). `bad` = {(episode, t): key}: that observation holds a NaN in `key`
+    (a Python float). `bad` = {(episode, t): key(s)}: that observation holds a NaN in each key
     (t = 0 is the reset). `restart_at` = {(episode, t)}: that step answers with a reset
     observation (what `parallel.py` returns for a restarted worker)."""
 
@@ -52,8 +52,8 @@ class Scripted:
               "reward": float(self.t) if not first else 0.0,
               "is_first": first, "is_last": not first and self.t == self.length,
               "is_terminal": not first and self.t == self.length and self.terminal}
-        key = self.bad.get((self.episode, self.t))
-        if key is not None:
+        keys = self.bad.get((self.episode, self.t), ())
+        for key in (keys,) if isinstance(keys, str) else keys:
             ob[key] = np.full_like(np.asarray(ob[key], np.float64), np.nan)
         return ob
 
@@ -139,6 +139,7 @@ def test_runs_until_both_the_steps_and_the_episodes_are_reached():
     driver, policy = Driver(SerialEnvs([Scripted(length=3), Scripted(length=5)])), Policy()
     assert driver(policy, steps=1, episodes=2) == (10, 2)  # env 0 ends at 3, env 1 at 5
     assert driver(policy, steps=0, episodes=0) == (0, 0)  # nothing asked, nothing done
+    assert driver(policy) == (0, 0)  # the defaults ask for nothing (official `driver.py`)
 
 
 def test_finished_envs_reset_at_the_next_call_without_a_policy_call_and_the_state_carries():
@@ -333,9 +334,64 @@ def test_random_policy_draws_one_hot_actions_per_env_from_the_given_stream():
 def test_stream_seeds():
     assert stream_seed(7, 2, 0, 0) == 9 and type(stream_seed(np.int64(7), 2, 0, 0)) is int
     later = [stream_seed(7, 2, 1, 0), stream_seed(7, 2, 0, 1), stream_seed(7, 3, 1, 0),
-             stream_seed(8, 2, 1, 0), stream_seed(7, 2, 2, 0), stream_seed(7, 2, 0, 2)]
+             stream_seed(8, 2, 1, 0), stream_seed(9, 2, 1, 0), stream_seed(7, 2, 2, 0),
+             stream_seed(7, 2, 0, 2)]
     assert len(set(later)) == len(later) and 9 not in later
     assert all(type(s) is int and 0 <= s < 2**32 for s in later)
+    assert stream_seed(7, 2, 1, 0) == stream_seed(7, 2, 1, 0)  # derived, not drawn
     # The seed enters modulo 2**63 (SeedSequence takes non-negative words).
     assert stream_seed(2**63 + 7, 2, 1, 0) == stream_seed(7, 2, 1, 0)
     assert stream_seed(-1, 2, 1, 0) == stream_seed(2**63 - 1, 2, 1, 0)
+
+
+class Recording(SerialEnvs):
+    """SerialEnvs that records each `reset` call's indices."""
+
+    def __init__(self, envs):
+        super().__init__(envs)
+        self.reset_calls = []
+
+    def reset(self, indices):
+        self.reset_calls.append(list(indices))
+        return super().reset(indices)
+
+
+def test_only_finished_envs_are_reset_and_never_with_an_empty_list():
+    envs = Recording([Scripted(length=2), Scripted(length=4)])
+    assert Driver(envs)(Policy(), steps=8) == (8, 3)  # env 0 ends twice, env 1 once
+    assert envs.reset_calls == [[0, 1], [0]]
+
+
+def test_a_dropped_reset_leaves_the_other_envs_resets_alone():
+    env0, env1 = Scripted(length=3, bad={(0, 0): "reward"}), Scripted(length=3)
+    driver = Driver(SerialEnvs([env0, env1]), nonfinite="drop")
+    out = recorded(driver)
+    with pytest.warns(RuntimeWarning, match="env 0 returned non-finite reward at step 0"):
+        assert driver(Policy(), steps=2) == (2, 0)
+    assert (env0.resets, env1.resets) == (2, 1)
+    assert [(i, tr["vector"].tolist()) for i, tr in out["resets"]] == [(1, [0, 0]), (0, [1, 0])]
+
+
+def test_a_restart_or_a_dropped_step_leaves_the_other_envs_steps_alone():
+    for first in (Scripted(length=4, restart_at={(0, 2)}),
+                  Scripted(length=4, bad={(0, 2): "vector"})):
+        driver = Driver(SerialEnvs([first, Scripted(length=4)]), nonfinite="drop")
+        out = recorded(driver)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert driver(Policy(), steps=3) == (3, 0)
+        assert [tr["vector"].tolist() for i, tr in out["steps"] if i == 1] == [[0, 1], [0, 2]]
+        state = driver.state_dict()
+        assert state[1]["episode"]["vector"].tolist() == [[0, 0], [0, 1], [0, 2]]
+        if first.restart_at:  # a checkpoint right after a restart: the new episode's first row
+            assert state[0]["obs"]["is_first"]
+            assert state[0]["episode"]["vector"].tolist() == [[1, 0]]
+        else:  # the dropped episode is gone; env 0 resets at the next call
+            assert state[0] is None
+
+
+def test_the_message_names_every_nonfinite_key():
+    env = Scripted(bad={(0, 1): ("reward", "vector")})
+    with pytest.raises(NonFiniteData, match="^train env 0 returned non-finite vector, reward at "
+                                            "step 1 of its episode;"):
+        Driver(SerialEnvs([env]))(Policy(), steps=5)

@@ -198,6 +198,7 @@ def test_portable_turns_an_unpicklable_error_into_a_runtime_error_with_its_trace
 def test_restart_seed_mixes_the_seed_modulo_2_to_the_63():
     """Seeds are taken modulo 2**63 (SeedSequence words must be non-negative)."""
     assert restart_seed(2**63 + 5, 1) == restart_seed(5, 1) != restart_seed(5, 2)
+    assert restart_seed(5, 1) != restart_seed(7, 1) and restart_seed(5, 1) == restart_seed(5, 1)
     assert restart_seed(-1, 1) == restart_seed(2**63 - 1, 1)
     assert restart_seed(np.int64(9), 0) == 9 and type(restart_seed(np.int64(9), 0)) is int
     assert type(restart_seed(9, 1)) is int and 0 <= restart_seed(9, 1) < 2**32
