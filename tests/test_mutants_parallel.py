@@ -176,7 +176,8 @@ def test_portable_keeps_a_picklable_error_and_notes_the_worker_traceback():
     out = _portable(error)
     assert out is error
     (note,) = out.__notes__
-    assert note.startswith("In the env worker process:\nTraceback (most recent call last):")
+    assert note.startswith("In the env worker process:\nTraceback (most recent call last):\n"
+                           '  File "')
     assert "KeyError: 'lost key'" in note
     again = pickle.loads(pickle.dumps(out))  # what the parent receives
     assert type(again) is KeyError
@@ -190,8 +191,10 @@ def test_portable_turns_an_unpicklable_error_into_a_runtime_error_with_its_trace
     out = _portable(error)
     assert type(out) is RuntimeError
     (text,) = out.args
-    assert text.startswith("Traceback (most recent call last):")
-    assert text.rstrip().endswith("Unpicklable: odd env")
+    lines = text.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1].startswith('  File "') and __file__ in lines[1]
+    assert lines[-1].endswith("Unpicklable: odd env")
     pickle.loads(pickle.dumps(out))
 
 
@@ -342,13 +345,13 @@ def test_workers_are_all_started_before_any_is_waited_for(monkeypatch):
 
 
 def test_seeds_are_needed_and_the_context_is_asked_for(monkeypatch):
-    with pytest.raises(ValueError, match="at least one seed"):
+    with pytest.raises(ValueError, match="^ParallelEnvs needs at least one seed$"):
         ParallelEnvs(Recorder, [])
     ctx = FakeContext()
     asked = []
     monkeypatch.setattr(parallel.mp, "get_context", lambda name: asked.append(name) or ctx)
     envs = ParallelEnvs(Recorder, [np.int64(4)], context="forkserver")
-    assert asked == ["forkserver"] and ctx.procs[0].args[2] == 4
+    assert asked == ["forkserver"] and ctx.procs[0].args[2:] == (4, "train")  # the default mode
     assert type(envs._seeds[0]) is int
 
 
@@ -548,3 +551,31 @@ def test_garbage_collection_closes_and_swallows_errors(monkeypatch):
     assert ctx.pipes[0].closed
     broken = object.__new__(ParallelEnvs)  # never initialised: close fails
     broken.__del__()
+
+
+def test_an_unpicklable_factory_goes_through_cloudpickle_or_is_a_clear_error(monkeypatch):
+    import builtins
+
+    offset = 5
+
+    def closure(seed, mode):  # a local function: plain pickle refuses it
+        return Recorder(seed + offset, mode)
+
+    payload = parallel._dumps(closure)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - pickle's own error type varies
+        pickle.dumps(closure)
+    assert pickle.loads(payload)(1, "train").seed == 6  # cloudpickle's payload loads with pickle
+    real_import = builtins.__import__
+
+    def no_cloudpickle(name, *args, **kwargs):
+        if name == "cloudpickle":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cloudpickle)
+    with pytest.raises(ValueError, match=r"^envs > 1 builds each env in a subprocess, so the env "
+                                         r"factory must be picklable \(a module-level function "
+                                         r"or a functools\.partial\), got <function .*closure.*>: "
+                                         ) as info:
+        parallel._dumps(closure)
+    assert info.value.__cause__ is None and info.value.__suppress_context__

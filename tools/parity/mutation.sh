@@ -30,6 +30,13 @@
 #   MODULES=envs/dmc ... the tests of tests/test_envs_dmc.py except test_pixels_a_few_frames
 #     (real EGL rendering hangs in mutmut's forked children);
 #   MODULES=envs/__init__ ... tests/test_envs_{base,dummy,gym,minatar,crafter}.py (+ atari, dmc).
+#   Env stepping (docs/parity.md, "env stepping: driver, parallel, prefetch"), in-process tests:
+#   MODULES=prefetch ... tests/test_mutants_prefetch.py and test_prefetch.py's three fast tests;
+#   MODULES=driver ... tests/test_mutants_driver.py
+#     tests/test_reliability.py::test_stream_seeds_never_repeat_across_starts (not the tests that
+#     train: a mutant that stalls the driver hangs the loop, minutes of mutmut timeout each);
+#   MODULES=parallel ... tests/test_mutants_parallel.py tests/test_parallel.py::test_restart_seed
+#     (the worker loop runs in this process there; in spawned workers mutmut sees no test reach it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
