@@ -38,16 +38,14 @@ class Counting:
         return {"drawn": self.drawn}
 
 
-def settled_count(source: Counting) -> int:
-    """How many batches the thread has drawn once it blocks on a full queue."""
+def settled_count(source: Counting, expected: int) -> int:
+    """How many batches the thread has drawn once it waits for room: at least `expected` (up to
+    5 s of waiting for them), and whatever more it draws in the next 0.1 s."""
     deadline = time.monotonic() + 5
-    last = -1
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        if source.drawn == last:
-            return last
-        last = source.drawn
-    raise AssertionError("the prefetch thread never stopped drawing")
+    while source.drawn < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    return source.drawn
 
 
 def test_the_thread_draws_at_most_depth_plus_one_batches_ahead():
@@ -61,9 +59,9 @@ def test_the_thread_draws_at_most_depth_plus_one_batches_ahead():
         source = Counting()
         batches = build(source)
         try:
-            assert settled_count(source) == ahead
+            assert settled_count(source, ahead) == ahead
             assert next(batches)["x"].tolist() == [1.0, 1.0]
-            assert settled_count(source) == ahead + 1  # one taken, one more drawn
+            assert settled_count(source, ahead + 1) == ahead + 1  # one taken, one more drawn
         finally:
             batches.close()
 
@@ -74,7 +72,7 @@ def test_resume_state_before_the_first_batch_is_the_replays_state_at_the_start()
     batches = DevicePrefetch(source, torch.device("cpu"), replay=source)
     try:
         assert batches.resume_state() == {"drawn": 0}
-        settled_count(source)
+        settled_count(source, 3)
         assert batches.resume_state() == {"drawn": 0}  # the thread's draws do not count
         next(batches)
         assert batches.resume_state() == {"drawn": 1}
