@@ -33,7 +33,15 @@
 #   MODULES=agent ... tests/test_parity.py tests/test_parity_resume.py tests/test_sync_guard.py
 #     tests/test_hardware.py tests/test_parity_mutants.py tests/test_actor_grad.py
 #     tests/test_fastpath.py tests/test_overlap.py::test_draws_follow_the_rules_of_sample
-#     tests/test_mutants_agent{,_acting}.py (docs/parity.md, "agent.py"; the fast tests that build an Agent).
+#     tests/test_mutants_agent{,_acting}.py (docs/parity.md, "agent.py"; the fast tests that
+#     build an Agent).
+#   Env stepping (docs/parity.md, "env stepping: driver, parallel, prefetch"), in-process tests:
+#   MODULES=prefetch ... tests/test_mutants_prefetch.py and test_prefetch.py's three fast tests;
+#   MODULES=driver ... tests/test_mutants_driver.py
+#     tests/test_reliability.py::test_stream_seeds_never_repeat_across_starts (not the tests that
+#     train: a mutant that stalls the driver hangs the loop, minutes of mutmut timeout each);
+#   MODULES=parallel ... tests/test_mutants_parallel.py tests/test_parallel.py::test_restart_seed
+#     (the worker loop runs in this process there; in spawned workers mutmut sees no test reach it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/dv2-mutation}"
