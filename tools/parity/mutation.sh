@@ -40,7 +40,7 @@
 #   MODULES=driver ... tests/test_mutants_driver.py
 #     tests/test_reliability.py::test_stream_seeds_never_repeat_across_starts (not the tests that
 #     train: a mutant that stalls the driver hangs the loop, minutes of mutmut timeout each);
-#   MODULES=parallel ... tests/test_mutants_parallel.py tests/test_parallel.py::test_restart_seed
+#   MODULES=parallel ... tests/test_mutants_parallel{,_worker}.py tests/test_parallel.py::test_restart_seed
 #     (the worker loop runs in this process there; in spawned workers mutmut sees no test reach it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
