@@ -131,6 +131,19 @@ def test_one_episode_is_stored_as_spec_section_0_lays_it_out():
     assert policy.states == [None, 1, 2]
 
 
+def test_a_finished_episode_is_stored_before_its_last_steps_callbacks():
+    """The official order at an episode's last step: the replay stores it (`add_step`, registered
+    before `train_step`), then the step's callbacks (the update due may sample it), then
+    `on_episode` (logging)."""
+    driver, order = Driver(SerialEnvs([Scripted(length=2)])), []
+    driver.on_stores.append(lambda ep, i: order.append(("store", i, ep["reward"].tolist())))
+    driver.on_steps.append(lambda tr, i: order.append(("step", i, float(tr["reward"]))))
+    driver.on_episodes.append(lambda ep, i: order.append(("episode", i, ep["reward"].tolist())))
+    assert driver(Policy(), episodes=1) == (2, 1)
+    assert order == [("step", 0, 1.0), ("store", 0, [0, 1, 2]), ("step", 0, 2.0),
+                     ("episode", 0, [0, 1, 2])]
+
+
 def test_runs_until_both_the_steps_and_the_episodes_are_reached():
     envs = [Scripted(length=3), Scripted(length=5)]
     driver, policy = Driver(SerialEnvs(envs)), Policy()

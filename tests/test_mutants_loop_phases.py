@@ -99,6 +99,10 @@ def test_attach_wires_the_driver_callbacks(tmp_path):
     stop.flag = True  # a Ctrl-C stops both drivers
     assert train.should_stop() and evaluation.should_stop()
     assert [len(d.on_steps) for d in (train, evaluation)] == [1, 0]
+    assert [len(d.on_stores) for d in (train, evaluation)] == [1, 0]
+    loop.train_replay = NS(add_episode=lambda episode: calls.append(("stored", episode)))
+    train.on_stores[0]("ep", 1)  # before the last step's update, as the official `add_step`
+    assert calls.pop() == ("stored", "ep")
     for callbacks, args in ((train.on_safe_points, ()), (train.on_steps, ("t", 1)),
                             (train.on_episodes, ("ep", 1)), (evaluation.on_episodes, ("ev", 0)),
                             (evaluation.on_safe_points, ())):

@@ -65,20 +65,25 @@ def test_the_block_events_go_through_the_loop_callbacks_in_order():
     loop.train_step = lambda transition, worker: seen.append(("step", transition, worker,
                                                               loop.agent.step))
     loop.per_episode = lambda episode, mode: seen.append((mode, episode))
-    collector._replay([("act",), ("step", "t1", 0), ("episode", "ep"), ("step", "t2", 1)])
-    assert seen == [("step", "t1", 0, 12), ("train", "ep"), ("step", "t2", 1, 12)]
+    loop.train_replay = NS(add_episode=lambda episode: seen.append(("store", episode)))
+    collector._replay([("act",), ("store", "ep"), ("step", "t1", 0), ("episode", "ep"),
+                       ("step", "t2", 1)])
+    assert seen == [("store", "ep"), ("step", "t1", 0, 12), ("train", "ep"),
+                    ("step", "t2", 1, 12)]
 
 
 class _BlockDriver:
-    """A train driver whose call plays two steps and one episode through its callbacks."""
+    """A train driver whose call plays one episode's last step through its callbacks."""
 
     def __init__(self, fail=False):
         self.on_steps, self.on_episodes, self.on_safe_points = ["steps"], ["episodes"], ["safe"]
+        self.on_stores = ["stores"]
         self.should_stop, self.fail, self.seen = "stop", fail, []
 
     def __call__(self, policy, steps=0, episodes=0):
         self.seen.append((steps, self.on_safe_points, self.should_stop()))
         policy("obs", "policy state")
+        self.on_stores[0]("ep", 0)
         self.on_steps[0]("t1", 0)
         self.on_episodes[0]("ep", 0)
         if self.fail:
@@ -91,15 +96,17 @@ def test_a_block_records_instead_of_calling_back_and_restores_the_driver():
     acted = []
     loop.agent.policy = lambda obs, state, mode, nets, generator: acted.append(
         (obs, state, mode, nets, generator)) or "action"
-    assert collector._play(7) == [("act",), ("step", "t1", 0), ("episode", "ep")]
+    assert collector._play(7) == [("act",), ("store", "ep"), ("step", "t1", 0), ("episode", "ep")]
     assert driver.seen == [(7, [], False)]  # no checkpoint inside a block; stops by `halt`
     assert acted == [("obs", "policy state", "train", {"actor": "copy"}, collector.generator)]
-    restored = (driver.on_steps, driver.on_episodes, driver.on_safe_points, driver.should_stop)
-    assert restored == (["steps"], ["episodes"], ["safe"], "stop")
+    restored = (driver.on_stores, driver.on_steps, driver.on_episodes, driver.on_safe_points,
+                driver.should_stop)
+    assert restored == (["stores"], ["steps"], ["episodes"], ["safe"], "stop")
     loop.train_driver = driver = _BlockDriver(fail=True)
     with pytest.raises(RuntimeError, match="emulator broke"):
         collector._play(3)
-    assert driver.on_steps == ["steps"] and driver.should_stop == "stop"
+    assert driver.on_steps == ["steps"] and driver.on_stores == ["stores"]
+    assert driver.should_stop == "stop"
     collector.halt.set()
     loop.train_driver = driver = _BlockDriver()
     collector._play(1)

@@ -244,12 +244,12 @@ def _crafter_episode(unlocked):
     return ep
 
 
-def test_a_train_episode_goes_to_its_replay_and_logs_return_length_and_counters():
+def test_a_train_episode_logs_return_length_and_counters_and_is_not_stored_again():
     loop, writes = _episode_loop(video=True)
     ep = _crafter_episode({"collect_wood"})
     ep["log_achievement_collect_wood"] = np.array([0, 1, 3, 2])  # the max counts, not the last
-    per_episode(loop, ep, "train")
-    assert loop.train_replay.added == [ep] and loop.eval_replay.added == [] and writes == [1]
+    per_episode(loop, ep, "train")  # stored before its last step's update (Driver.on_stores)
+    assert loop.train_replay.added == [] and loop.eval_replay.added == [] and writes == [1]
     assert loop.eval_done == 0
     scalars = dict(loop.logger.scalars)
     assert scalars["train_return"] == 4.0 and scalars["train_length"] == 3

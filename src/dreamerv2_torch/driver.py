@@ -104,6 +104,10 @@ class Driver:
         self.on_steps: list[Callable] = []    # fn(transition, worker)
         self.on_resets: list[Callable] = []   # fn(transition, worker)
         self.on_episodes: list[Callable] = []  # fn(episode, worker)
+        # fn(episode, worker) with a finished episode *before* its last step's `on_steps`: where
+        # the official replay stores it (`add_step`, registered before `train_step`), so the
+        # update due at that step can sample it (spec §3.2; docs/parity.md).
+        self.on_stores: list[Callable] = []
         self.should_stop: Callable[[], bool] = lambda: False
         # Called before each batched step, where the driver's state is whole (a checkpoint may be
         # written there, e.g. by the clock).
@@ -160,11 +164,14 @@ class Driver:
                 transition = {k: convert(v) for k, v in {**ob, **action}.items()}
                 self._episodes[i].append(transition)
                 step += 1
-                for fn in self.on_steps:
-                    fn(transition, i)
                 if ob["is_last"]:
                     eps = self._episodes[i]
                     ep = {k: convert([t[k] for t in eps]) for k in eps[0]}
+                    for fn in self.on_stores:
+                        fn(ep, i)
+                for fn in self.on_steps:
+                    fn(transition, i)
+                if ob["is_last"]:
                     for fn in self.on_episodes:
                         fn(ep, i)
                     episode += 1

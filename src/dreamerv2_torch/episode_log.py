@@ -1,9 +1,10 @@
 """What happens when an episode ends (spec §3.2 item 4, §5.3; the official `per_episode`).
 
-The episode goes to its replay; its return and length, the `log_reward` sum, the Crafter
-achievement counters and (every `eval_every` steps) its video are logged; train episodes also
-update the Crafter success rates and score over all train episodes so far (the Crafter paper's
-protocol, checkpointed in `loop.crafter`).
+An eval episode goes to its replay here (a train episode was stored before its last step's
+update: `Driver.on_stores`, as the official `add_step`); its return and length, the
+`log_reward` sum, the Crafter achievement counters and (every `eval_every` steps) its video are
+logged; train episodes also update the Crafter success rates and score over all train episodes
+so far (the Crafter paper's protocol, checkpointed in `loop.crafter`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from .envs.crafter import ACHIEVEMENTS, crafter_score
 
 def per_episode(loop, episode: dict, mode: str) -> None:
     replay = loop.train_replay if mode == "train" else loop.eval_replay
-    replay.add_episode(episode)
+    if mode == "eval":  # no update runs in evaluation: stored with its logging
+        replay.add_episode(episode)
     if mode == "eval" and loop.pretrained:  # not the random eval episode of the prefill
         loop.eval_done += 1
     length = len(episode["reward"]) - 1

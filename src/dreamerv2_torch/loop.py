@@ -3,10 +3,12 @@
 `Loop` (built and wired by `training.train`) holds the counters and runs the training loop:
 `Loop.run` reads top to bottom as the official `train.py` does: prefill, the first updates, then
 the phases [evaluate → checkpoint → train up to the next evaluation]; `train_step` is the per-step
-work (count, train every `train_every` steps, log every `log_every` steps); with `overlap` the due
-updates run while `overlap.Overlap` plays the next steps (issue 11). The rest lives in modules
-named for what they own, bound here as methods: `episode_log.per_episode` (a finished episode:
-stored and logged), `run_state.save`/`restore` (the checkpoint's contents) and
+work (count, train every `train_every` steps, log every `log_every` steps); at an episode's last
+step the train replay stores the episode first, then `train_step`, then `per_episode` (`attach`);
+with `overlap` the due updates run while `overlap.Overlap` plays the next steps (issue 11). The
+rest lives in modules named for what they own, bound here as methods: `episode_log.per_episode`
+(a finished episode: logged; an eval one also stored), `run_state.save`/`restore` (the
+checkpoint's contents) and
 `skipped_updates.check_skipped` (non-finite updates).
 """
 
@@ -107,6 +109,8 @@ class Loop:
                 continue
             driver.should_stop = lambda: stop.flag
         self.train_driver.on_safe_points.append(self.save_by_the_clock)
+        # The official order at an episode's last step: stored, then the update due, then logged.
+        self.train_driver.on_stores.append(lambda ep, worker: self.train_replay.add_episode(ep))
         self.train_driver.on_steps.append(self.train_step)
         self.train_driver.on_episodes.append(lambda ep, worker: self.per_episode(ep, "train"))
         if self.eval_driver is not None:

@@ -105,6 +105,8 @@ class Overlap:
         for kind, *args in events:
             if kind == "act":
                 self.agent.step = loop.step  # as `Loop._policy`: schedules use the policy step
+            elif kind == "store":
+                loop.train_replay.add_episode(args[0])
             elif kind == "step":
                 loop.train_step(*args)
             else:
@@ -150,7 +152,9 @@ class Overlap:
     def _play(self, steps: int) -> list[tuple]:
         """Run the train driver for `steps` policy steps, recording instead of calling back."""
         driver, events = self.loop.train_driver, []
-        saved = (driver.on_steps, driver.on_episodes, driver.on_safe_points, driver.should_stop)
+        saved = (driver.on_stores, driver.on_steps, driver.on_episodes, driver.on_safe_points,
+                 driver.should_stop)
+        driver.on_stores = [lambda episode, worker: events.append(("store", episode))]
         driver.on_steps = [lambda transition, worker: events.append(("step", transition, worker))]
         driver.on_episodes = [lambda episode, worker: events.append(("episode", episode))]
         driver.on_safe_points = []  # checkpoints are written between blocks
@@ -169,7 +173,7 @@ class Overlap:
                     self.stream.wait_event(self.refreshed)
                 driver(policy, steps=steps)
         finally:
-            (driver.on_steps, driver.on_episodes, driver.on_safe_points,
+            (driver.on_stores, driver.on_steps, driver.on_episodes, driver.on_safe_points,
              driver.should_stop) = saved
         return events
 
