@@ -11,12 +11,12 @@ import types
 import numpy as np
 import pytest
 import torch
+from agent_support import OBS, bare, make_agent
 
 from dreamerv2_torch import agent as agent_module
 from dreamerv2_torch import hardware
 from dreamerv2_torch.agent import (
     CPU_AUTO,
-    Agent,
     _switch,
     bf16_supported,
     compile_loops,
@@ -24,7 +24,7 @@ from dreamerv2_torch.agent import (
     pick_device,
     reuse_freed_memory,
 )
-from dreamerv2_torch.envs.base import FLAG_SPACES, Space
+from dreamerv2_torch.envs.base import Space
 from dreamerv2_torch.nets import FastPaths
 from dreamerv2_torch.presets import resolve
 from dreamerv2_torch.rssm import RSSM
@@ -32,21 +32,7 @@ from dreamerv2_torch.rssm import RSSM
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 NS = types.SimpleNamespace
-OBS = {"vector": Space((8,), np.float32), **FLAG_SPACES}
-DISCRETE = Space((3,), np.float32, 0.0, 1.0, discrete=True)
 
-
-def make_agent(obs=OBS, act=DISCRETE, **overrides) -> Agent:
-    config = resolve(["debug"], {"device": "cpu", "precision": 32, **overrides})
-    torch.manual_seed(0)
-    return Agent(obs, {"action": act}, config)
-
-
-def bare(**attrs) -> Agent:
-    """An Agent without __init__: only the attributes the method under test reads."""
-    agent = Agent.__new__(Agent)
-    agent.__dict__.update(attrs)
-    return agent
 
 
 # ---- pick_device, bf16_supported, fast_paths, _switch ----------------------------------------

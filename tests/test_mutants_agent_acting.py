@@ -12,36 +12,21 @@ import types
 import numpy as np
 import pytest
 import torch
+from agent_support import DISCRETE, OBS, bare, make_agent
 from torch import nn
 
 from dreamerv2_torch.agent import (
-    Agent,
     draw,
 )
 from dreamerv2_torch.dists import OneHotDist, TruncNormalDist
 from dreamerv2_torch.envs.base import FLAG_SPACES, Space
-from dreamerv2_torch.presets import resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 NS = types.SimpleNamespace
-OBS = {"vector": Space((8,), np.float32), **FLAG_SPACES}
-DISCRETE = Space((3,), np.float32, 0.0, 1.0, discrete=True)
 CONTINUOUS = Space((2,), np.float32, -1.0, 1.0)
 TOP = 1 - 2 ** -24  # the largest value torch.rand returns in float32
 
-
-def make_agent(obs=OBS, act=DISCRETE, **overrides) -> Agent:
-    config = resolve(["debug"], {"device": "cpu", "precision": 32, **overrides})
-    torch.manual_seed(0)
-    return Agent(obs, {"action": act}, config)
-
-
-def bare(**attrs) -> Agent:
-    """An Agent without __init__: only the attributes the method under test reads."""
-    agent = Agent.__new__(Agent)
-    agent.__dict__.update(attrs)
-    return agent
 
 # ---- acting_nets, policy_snapshot -------------------------------------------------------------
 

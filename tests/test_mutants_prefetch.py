@@ -15,6 +15,7 @@ from types import SimpleNamespace as NS
 
 import numpy as np
 import torch
+from thread_support import Lingering, assert_closes_promptly
 
 from dreamerv2_torch import prefetch
 from dreamerv2_torch.prefetch import DevicePrefetch, device_batches
@@ -120,36 +121,10 @@ def test_close_polls_a_thread_that_puts_nothing_more_and_a_source_without_close(
     """The thread can still be alive after its last put (between the put and its exit): close
     must poll the queue briefly, neither block on it, nor fail on `queue.Empty`, nor wait long; a
     source without `close` (a plain iterator) is fine."""
-    base = threading.Thread
-
-    class Lingering(base):  # reports "alive" twice more after it really ended
-        extra = 2
-
-        def is_alive(self) -> bool:
-            if base.is_alive(self):
-                return True
-            self.extra -= 1
-            return self.extra >= 0
-
     monkeypatch.setattr(prefetch.threading, "Thread", Lingering)
     batches = DevicePrefetch(iter([{"x": np.zeros(1)}]), torch.device("cpu"))
     next(batches)
-    outcome: list = []
-
-    def close() -> None:
-        begin = time.perf_counter()
-        try:
-            batches.close()
-            outcome.append(time.perf_counter() - begin)
-        except Exception as error:  # noqa: BLE001 - reported below
-            outcome.append(error)
-
-    closer = base(target=close, daemon=True)
-    closer.start()
-    closer.join(timeout=5)
-    assert not closer.is_alive(), "close() blocked"
-    (seconds,) = outcome
-    assert isinstance(seconds, float) and seconds < 1.0, seconds
+    assert_closes_promptly(batches.close)
 
 
 def test_on_cuda_copies_are_pinned_non_blocking_on_a_side_stream(monkeypatch):

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from thread_support import Lingering, assert_closes_promptly
 
 from dreamerv2_torch import replay as replay_module
 from dreamerv2_torch.replay import Replay, time_sample
@@ -168,38 +168,12 @@ def test_prefetch_runs_in_one_named_daemon_thread(tmp_path: Path) -> None:
 def test_close_waits_out_a_worker_that_puts_nothing_more(tmp_path: Path, monkeypatch) -> None:
     """The worker can still be alive after its last put (between the put and its exit): close
     must poll, neither block on an empty queue nor fail on `queue.Empty`, nor wait long."""
-    base = threading.Thread
-
-    class Lingering(base):  # reports "alive" twice more after it really ended
-        extra = 2
-
-        def is_alive(self) -> bool:
-            if base.is_alive(self):
-                return True
-            self.extra -= 1
-            return self.extra >= 0
-
     monkeypatch.setattr(replay_module.threading, "Thread", Lingering)
     replay = Replay(tmp_path, capacity=1000)
     replay.add_episode(episode(60))
     dataset = replay.dataset(2, 50, prefetch=1)
     next(dataset)
-    outcome: list = []
-
-    def close() -> None:
-        begin = time.perf_counter()
-        try:
-            dataset.close()
-            outcome.append(time.perf_counter() - begin)
-        except Exception as error:  # noqa: BLE001 - reported below
-            outcome.append(error)
-
-    closer = base(target=close, daemon=True)
-    closer.start()
-    closer.join(timeout=5)
-    assert not closer.is_alive(), "close() blocked"
-    (seconds,) = outcome
-    assert isinstance(seconds, float) and seconds < 1.0, seconds
+    assert_closes_promptly(dataset.close)
 
 
 def test_stream_state_format_and_round_trip(tmp_path: Path) -> None:
