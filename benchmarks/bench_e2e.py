@@ -114,7 +114,8 @@ def main() -> None:
     from dreamerv2_torch import hardware
 
     cpu = hardware.describe()
-    print(f"# {cpu['cpu_model']} ({cpu['cpu_kind']}: {cpu['isa']}), {os.cpu_count()} cores, "
+    print(f"# {cpu['cpu_model']} ({cpu['cpu_detail']}; {cpu['cpu_kind']}: {cpu['isa']}), "
+          f"{os.cpu_count()} cores, "
           f"torch {torch.__version__}, threads {args.threads}, load average at start "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"# preset {' '.join(args.preset)}: prefill {args.prefill}, pretrain 0, "

@@ -312,7 +312,8 @@ def _median(results: list[dict], key: str) -> str:
 def header() -> str:
     """The CPU model, kind and ISA, cores, torch, load and time: the first line of every output."""
     cpu = hardware.describe()
-    return (f"# {cpu['cpu_model']} ({cpu['cpu_kind']}: {cpu['isa']}), {os.cpu_count()} cores, "
+    return (f"# {cpu['cpu_model']} ({cpu['cpu_detail']}; {cpu['cpu_kind']}: {cpu['isa']}), "
+            f"{os.cpu_count()} cores, "
             f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}, "
             f"{time.strftime('%Y-%m-%d %H:%M')}")
 

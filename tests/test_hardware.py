@@ -44,3 +44,24 @@ def test_cuda_auto_is_off_for_the_cpu_paths_and_explicit_values_win():
 def test_describe_names_model_kind_and_isa():
     info = hardware.describe()
     assert info["cpu_model"] and info["cpu_kind"] in CPU_AUTO and info["isa"]
+
+
+def test_cpuinfo_reads_the_first_processor_only(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu family\t: 6\n"
+                    "flags\t\t: avx2 amx_bf16\n\nprocessor\t: 1\nmodel name\t: other\n"
+                    "flags\t\t: sse2\n")
+    fields = hardware.cpuinfo(str(path))
+    assert fields["model name"] == "Intel(R) Xeon(R) Processor" and fields["cpu family"] == "6"
+    assert fields["flags"] == "avx2 amx_bf16"
+    assert hardware.cpuinfo(str(tmp_path / "missing")) == {}
+
+
+def test_cpu_detail_tells_hosts_with_one_model_name_apart():
+    xeon = {"cpu family": "6", "model": "167", "stepping": "8", "cpu MHz": "2000.000"}
+    assert (hardware.cpu_detail(xeon, "107520K")
+            == "family 6 model 167 stepping 8, L3 105 MiB, 2000 MHz")
+    assert hardware.cpu_detail({"cpu family": "25", "model": "1"}, None) == (
+        "family 25 model 1 stepping ?")
+    assert hardware.cpu_detail({}, None) == "no /proc/cpuinfo"
+    assert "cpu_detail" in hardware.describe()
