@@ -47,7 +47,7 @@ def bf16_supported(device: torch.device) -> bool:
 # the table says, and `bench_update.py --compare` measures them on any machine.
 CPU_AUTO = {
     "amx": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
-            "source": "measured (Xeon, Sapphire Rapids)"},
+            "source": "measured (Xeon, Sapphire Rapids: two hosts)"},
     "avx512_bf16": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
                     "source": "as amx; not measured per switch (Zen 4: only whole updates)"},
     # No native bf16: precision 16 runs fp32 (emulated bf16 GEMMs ran at 0.27 GFLOP/s there, 400x
