@@ -51,6 +51,15 @@ def round_window(marks: list[tuple[float, int, int]], warmup: float) -> tuple[in
     return ends[0], ends[-1]
 
 
+def updates_due(marks: list[tuple[float, int, int]], train_every: int, train_steps: int,
+                pretrain: int) -> int:
+    """The updates the configured replay ratio asks for over the whole run (not the window):
+    1 + pretrain, then train_steps at the first training step and every train_every policy steps
+    after it (`loop.Every`)."""
+    rounds = (marks[-1][1] - marks[0][1]) // train_every + 1
+    return 1 + pretrain + train_steps * rounds
+
+
 def child(spec: dict) -> dict:
     """One training run; returns the timed window and the counters (runs in its own process)."""
     import torch
@@ -88,11 +97,7 @@ def child(spec: dict) -> dict:
     seconds = last[0] - first[0]
     in_updates = sum(min(b, last[0]) - max(a, first[0]) for a, b in busy
                      if b > first[0] and a < last[0])
-    # Updates due: 1 + pretrain, then train_steps at the first training step and every
-    # train_every policy steps after it (`loop.Every`).
-    first_step = marks[0][1]
-    due = (last[1] - first_step) // config.train_every + 1
-    expected = 1 + config.pretrain + config.train_steps * due
+    expected = updates_due(marks, config.train_every, config.train_steps, config.pretrain)
     return {"steps_per_s": (last[1] - first[1]) / seconds,
             "updates_per_s": (last[2] - first[2]) / seconds,
             "updates_per_step": (last[2] - first[2]) / (last[1] - first[1]),

@@ -34,3 +34,13 @@ def test_the_window_holds_whole_rounds_wherever_they_fall(offset):
 def test_too_short_a_run_says_so():
     with pytest.raises(SystemExit, match="raise --steps"):
         round_window(marks(6, 5, 0), 0.1)
+
+
+def test_updates_due_count_the_whole_run_not_the_window():
+    from bench_e2e import updates_due
+
+    m = marks(50, 5, 0)  # training steps 1..50: rounds due at steps 1, 6, ..., 46
+    assert updates_due(m, 5, 1, 0) == 1 + 10
+    assert updates_due(m, 5, 2, 3) == 1 + 3 + 2 * 10
+    assert updates_due(m[:-4], 5, 1, 0) == 1 + 10  # step 46 still starts a round
+    assert updates_due(m[:-5], 5, 1, 0) == 1 + 9
