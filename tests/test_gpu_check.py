@@ -62,3 +62,22 @@ def test_e2e_leaves_a_finished_run_to_exit_on_its_own(tmp_path, monkeypatch):
     args = SimpleNamespace(device="cpu", tiny=True, threads=0)
     out = gpu_e2e._train(args, ["debug"], tmp_path / "run", 0.5, tmp_path / "log")
     assert out["rc"] == 0 and out["wall_s"] >= 2.5
+
+
+def test_the_tests_section_needs_nothing_the_gpu_machine_lacks(tmp_path, monkeypatch):
+    """The GPU machine has torch, numpy, tensorboard, imageio, opencv and pytest, plus the wheels
+    of tools/gpu/requirements.txt; not the dev extras. A rehearsal in such a venv found `pytest -m
+    gpu` collecting every test file and failing on `import hypothesis`."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    blocked = tmp_path / "blocked"
+    for name in ("hypothesis", "dm_control", "crafter", "minatar", "imageio_ffmpeg", "ray"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is not on the GPU machine')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(blocked),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")  # its plugin is absent there
+    result = gpu_check.section_tests(SimpleNamespace(device="cpu"))
+    assert result["ok"], result
