@@ -122,11 +122,16 @@ class Unpicklable(Exception):
         self.callback = lambda: None  # lambdas do not pickle
 
 
-def test_portable_keeps_a_picklable_error_and_notes_the_worker_traceback():
+def raised(error: BaseException) -> BaseException:
+    """`error` as an except clause holds it: raised here, so it carries a traceback."""
     try:
-        raise KeyError("lost key")
-    except KeyError as caught:
-        error = caught
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def test_portable_keeps_a_picklable_error_and_notes_the_worker_traceback():
+    error = raised(KeyError("lost key"))
     out = _portable(error)
     assert out is error
     (note,) = out.__notes__
@@ -138,11 +143,7 @@ def test_portable_keeps_a_picklable_error_and_notes_the_worker_traceback():
 
 
 def test_portable_turns_an_unpicklable_error_into_a_runtime_error_with_its_traceback():
-    try:
-        raise Unpicklable("odd env")
-    except Unpicklable as caught:
-        error = caught
-    out = _portable(error)
+    out = _portable(raised(Unpicklable("odd env")))
     assert type(out) is RuntimeError
     (text,) = out.args
     lines = text.splitlines()
