@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import presets
+from . import interrupts, presets
 
 USAGE = """usage: dreamerv2-torch COMMAND [ARGS]
 
@@ -129,6 +129,7 @@ def train_main(argv: list[str]) -> int:
 
     try:
         config = parse_train_args(argv)
+        interrupts.raise_pending()
         result = train(config)
     except (presets.ConfigError, checkpoint.CheckpointError, ValueError, RenderingError,
             rundir.RunError, ImportError) as error:  # ImportError: a missing extra
@@ -165,6 +166,7 @@ def presets_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupts.install()  # before `train` imports torch: a Ctrl-C dropped there is not lost
     try:
         return _main(argv)
     except BrokenPipeError:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import presets, tracking, vector_atari
+from . import interrupts, presets, tracking, vector_atari
 from .agent import Agent
 from .config import Config
 from .driver import SerialEnvs, stream_seed
@@ -58,6 +58,7 @@ class StopRequested:
         self._old = {}
 
     def __enter__(self):
+        interrupts.raise_pending()  # a Ctrl-C that Python dropped while the run was built
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
