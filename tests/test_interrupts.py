@@ -1,79 +1,93 @@
-"""A Ctrl-C that Python drops (raised inside a weakref callback or `__del__` before the training
-loop's handler exists) still ends the command as "interrupted", exit code 130, without a
-traceback. CI saw one dropped in importlib's module-lock callback during `import torch`: the run
-printed "Exception ignored in ..." with a traceback and trained to the end."""
+"""Ctrl-C while the `train` command builds its run is noted, not raised where it lands, and ends
+the command as "interrupted", exit code 130, before training starts. CI saw a Ctrl-C raised there
+abort the process (a KeyboardInterrupt inside torch's pybind11 code: SIGABRT, exit code -6) and,
+earlier, one dropped in a weakref callback during `import torch` (the run trained on)."""
 
 from __future__ import annotations
 
-import gc
-import sys
+import os
+import signal
+import threading
 
 import pytest
 
 from dreamerv2_torch import cli, interrupts
 
-
-class InterruptedInDel:
-    def __del__(self):
-        raise KeyboardInterrupt  # where Python cannot raise it: it goes to sys.unraisablehook
+pytestmark = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                                reason="signal handlers can only be set in the main thread")
 
 
-class FailsInDel:
-    def __del__(self):
-        raise ValueError("an ordinary error in __del__")
-
-
-def drop(obj_type) -> None:
-    obj = obj_type()
-    del obj
-    gc.collect()
+def ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
 
 
 @pytest.fixture
-def hooked(monkeypatch):
-    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+def own_handler(monkeypatch):
+    """A SIGINT handler of the caller's that must be there again afterwards."""
     monkeypatch.setattr(interrupts, "_pending", False)
-    interrupts.install()
-    yield
-
-
-def test_a_dropped_interrupt_is_raised_at_the_next_safe_point_once(hooked, capsys):
-    drop(InterruptedInDel)
-    assert capsys.readouterr().err == ""  # no "Exception ignored ... Traceback"
-    with pytest.raises(KeyboardInterrupt):
-        interrupts.raise_pending()
-    interrupts.raise_pending()  # handed over: not raised twice
-
-
-def test_other_dropped_errors_still_reach_the_previous_hook(monkeypatch):
+    monkeypatch.setattr(interrupts, "_previous", None)
     seen = []
-    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_type))
-    monkeypatch.setattr(interrupts, "_pending", False)
-    interrupts.install()
-    interrupts.install()  # idempotent: still one hook in front of the previous one
-    drop(FailsInDel)
-    assert seen == [ValueError]
-    interrupts.raise_pending()  # nothing pending
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    yield seen
+    signal.signal(signal.SIGINT, previous)
 
 
-def test_the_train_command_ends_interrupted_when_ctrl_c_was_dropped(hooked, monkeypatch, capsys):
-    def parse_and_drop_a_ctrl_c(argv):  # as if it landed in a callback while importing
-        drop(InterruptedInDel)
-        return cli.presets.resolve(["debug"], {"task": "dummy_vector"})
-
-    def must_not_train(config, **kwargs):
-        pytest.fail("trained although Ctrl-C was pressed")
-
-    monkeypatch.setattr(cli, "parse_train_args", parse_and_drop_a_ctrl_c)
-    monkeypatch.setattr("dreamerv2_torch.training.train", must_not_train)
-    assert cli.main(["train"]) == 130
-    assert capsys.readouterr().err.strip() == "interrupted"
-
-
-def test_stop_requested_raises_a_ctrl_c_dropped_while_the_run_was_built(hooked):
-    from dreamerv2_torch.training import StopRequested
-
-    drop(InterruptedInDel)
+def test_a_first_ctrl_c_is_noted_and_raised_at_the_next_safe_point_once(own_handler, capfd):
+    interrupts.defer()
+    ctrl_c()
+    went_on = True  # not interrupted where the signal landed
+    assert went_on and "Ctrl-C" in capfd.readouterr().err
     with pytest.raises(KeyboardInterrupt):
-        with StopRequested():
-            pytest.fail("entered the loop's handler although Ctrl-C was pressed")
+        interrupts.release()
+    interrupts.raise_pending()  # handed over: not raised twice
+    ctrl_c()  # SIGINT is the caller's handler's again
+    assert own_handler == [signal.SIGINT]
+
+
+def test_a_second_ctrl_c_stops_at_once(own_handler):
+    interrupts.defer()
+    ctrl_c()
+    with pytest.raises(KeyboardInterrupt):
+        ctrl_c()
+    interrupts.restore()
+    assert own_handler == []
+
+
+def test_without_defer_nothing_changes(own_handler):
+    """The Python API never defers: `release` (where `StopRequested` starts) leaves SIGINT alone."""
+    interrupts.release()
+    ctrl_c()
+    assert own_handler == [signal.SIGINT]
+
+
+def test_ctrl_c_while_the_run_is_built_ends_the_command_before_training(own_handler, monkeypatch,
+                                                                         tmp_path, capsys):
+    from dreamerv2_torch import training
+
+    went_on = []
+    open_rundir = training.open_rundir
+
+    def ctrl_c_while_building(config):  # as if pressed while torch or an env loads
+        ctrl_c()
+        went_on.append(True)
+        return open_rundir(config)
+
+    monkeypatch.setattr(training, "open_rundir", ctrl_c_while_building)
+    logdir = tmp_path / "run"
+    code = cli.main(["train", "--preset", "debug", "--task", "dummy_vector",
+                     "--logdir", str(logdir)])
+    assert (code, went_on) == (130, [True])
+    assert capsys.readouterr().err.strip().endswith("interrupted")
+    assert not (logdir / "checkpoint.pt").exists()
+    ctrl_c()  # the caller's handler is back
+    assert own_handler == [signal.SIGINT]
+
+
+def test_a_failed_build_gives_sigint_back(own_handler, monkeypatch):
+    def broken(argv):
+        raise cli.presets.ConfigError("bad value")
+
+    monkeypatch.setattr(cli, "parse_train_args", broken)
+    assert cli.main(["train"]) == 2
+    ctrl_c()
+    assert own_handler == [signal.SIGINT]

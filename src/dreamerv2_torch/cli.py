@@ -123,6 +123,14 @@ def parse_train_args(argv: list[str]):
 
 
 def train_main(argv: list[str]) -> int:
+    interrupts.defer()  # before torch and the envs load: a Ctrl-C there ends the command cleanly
+    try:
+        return _train_command(argv)
+    finally:  # normally `StopRequested` has taken SIGINT over; else (an error) it is given back
+        interrupts.restore()
+
+
+def _train_command(argv: list[str]) -> int:
     from . import checkpoint, rundir
     from .envs.dmc import RenderingError
     from .training import train
@@ -166,7 +174,6 @@ def presets_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    interrupts.install()  # before `train` imports torch: a Ctrl-C dropped there is not lost
     try:
         return _main(argv)
     except BrokenPipeError:

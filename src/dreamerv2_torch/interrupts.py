@@ -1,40 +1,64 @@
-"""Ctrl-C before the training loop's own handler exists (issue 9's "interrupted", exit code 130).
+"""Ctrl-C while the `train` command builds its run (issue 9's "interrupted", exit code 130).
 
-Until `training.StopRequested` takes SIGINT over, Python's default handler raises
-KeyboardInterrupt wherever the main thread happens to be. Where that is a weakref callback or a
-`__del__` (seen in CI: importlib's module-lock callback during `import torch`), Python cannot
-raise it: it prints "Exception ignored in ..." with a traceback and drops it, and the run trains
-on as if no key had been pressed. `install` notes such an interrupt instead of printing it;
-`raise_pending` raises it at the next safe point (before the run is built, and where
-`StopRequested` starts), so the command ends as any early Ctrl-C does.
+Until `training.StopRequested` takes SIGINT over, Python's default handler would raise
+KeyboardInterrupt wherever the main thread happens to be: inside `import torch`, MuJoCo or ALE
+setup, or a C++ extension calling back into Python. CI saw both ways that goes wrong: raised in
+importlib's weakref callback, Python printed "Exception ignored ..." with a traceback, dropped it
+and the run trained on; raised in a callback that torch's pybind11 code could not propagate, the
+process died with "terminate called after throwing an instance of 'pybind11::error_already_set'"
+(SIGABRT, exit code -6).
+
+So `defer` (the first thing `cli.train_main` does) installs a handler that only notes a first
+Ctrl-C; `raise_pending` raises it as KeyboardInterrupt at safe points (after parsing, and where
+`StopRequested` starts, via `release`), where the command ends with "interrupted", exit 130. A
+second Ctrl-C before then raises at once, wherever that is: the user asked twice. The Python API
+(`dreamerv2_torch.train`) never calls `defer`: a library does not take over its caller's SIGINT.
 """
 
 from __future__ import annotations
 
-import sys
+import os
+import signal
 
 _pending = False
-_previous = None  # the unraisable hook that was there before `install`
+_previous = None  # the SIGINT handler `defer` replaced; None while not deferring
 
 
-def _hook(unraisable) -> None:
+def _note(signum, frame) -> None:
     global _pending
-    if issubclass(unraisable.exc_type, KeyboardInterrupt):
-        _pending = True
-        return
-    (_previous or sys.__unraisablehook__)(unraisable)
+    if _pending:  # a second Ctrl-C: stop now
+        raise KeyboardInterrupt
+    _pending = True
+    # os.write, not print: a print here could re-enter a print the main thread is in the middle of.
+    os.write(2, b"\nCtrl-C: stopping before training starts (again to stop at once).\n")
 
 
-def install() -> None:
-    """Route dropped KeyboardInterrupts to `raise_pending` (process-wide; idempotent)."""
-    global _previous
-    if sys.unraisablehook is not _hook:
-        _previous, sys.unraisablehook = sys.unraisablehook, _hook
+def defer() -> None:
+    """Until `release`, a first Ctrl-C is only noted (main thread only; idempotent)."""
+    global _previous, _pending
+    if signal.getsignal(signal.SIGINT) is not _note:
+        _pending = False
+        _previous = signal.signal(signal.SIGINT, _note)
 
 
 def raise_pending() -> None:
-    """Raise the KeyboardInterrupt that Python dropped since the last call, if any."""
+    """Raise the Ctrl-C noted since `defer` as KeyboardInterrupt, if there was one."""
     global _pending
     if _pending:
         _pending = False
         raise KeyboardInterrupt
+
+
+def restore() -> None:
+    """Give SIGINT back to the handler `defer` replaced. A no-op where `defer` was not called
+    (the Python API) or the handler has changed since."""
+    global _previous
+    if _previous is not None and signal.getsignal(signal.SIGINT) is _note:
+        signal.signal(signal.SIGINT, _previous)
+    _previous = None
+
+
+def release() -> None:
+    """`restore`, then raise the Ctrl-C noted since `defer`, if any."""
+    restore()
+    raise_pending()

@@ -58,7 +58,7 @@ class StopRequested:
         self._old = {}
 
     def __enter__(self):
-        interrupts.raise_pending()  # a Ctrl-C that Python dropped while the run was built
+        interrupts.release()  # the `train` command's Ctrl-C noted while the run was built
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
