@@ -277,21 +277,27 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def compare(args: argparse.Namespace) -> None:
-    """Each variant in its own process, interleaved over `--rounds`; one row per variant."""
+    """Each variant in its own process, interleaved over `--rounds`; one row per variant.
+
+    Round r starts at variant r (mod their number), so that with as many rounds as variants each
+    takes each place once: whatever favours a place in the order (the process after a long one,
+    a host whose speed drifts) then hits every variant alike."""
     base = [a for a in sys.argv[1:] if a not in args.compare and a != "--compare"]
     print(header())
-    rows: dict[str, list[dict]] = {}
-    for _ in range(args.rounds):
-        for variant in args.compare:
-            name, _, sets = variant.partition(":")
-            sets = sets or VARIANTS[name]
-            extra = ",".join(filter(None, [args.set, sets]))
-            cmd = [sys.executable, __file__, *base, "--json", "--set", extra]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            rows.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1]))
+    rows: dict[str, list[dict]] = {v.partition(":")[0]: [] for v in args.compare}
+    for variant in rotated(args.compare, args.rounds):
+        name, _, sets = variant.partition(":")
+        sets = sets or VARIANTS[name]
+        extra = ",".join(filter(None, [args.set, sets]))
+        cmd = [sys.executable, __file__, *base, "--json", "--set", extra]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows[name].append(json.loads(out.strip().splitlines()[-1]))
+        print(f"# {name}: {rows[name][-1]['updates']}", flush=True)  # each run, for the spread
+    floors = "floor_s" in rows[next(iter(rows))][0]
     print("| variant | bf16 ran | s/update | min | world model | imagination | actor-critic | "
-          "peak RSS GiB | first update s | policy ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "peak RSS GiB | first update s | policy ms |"
+          + (" per-shape floor s | % of it | peak floor s |" if floors else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if floors else ""))
     for name, results in rows.items():
         updates = [u for r in results for u in r["updates"]]
         med = {k: statistics.median(r[k] for r in results)
@@ -301,7 +307,20 @@ def compare(args: argparse.Namespace) -> None:
               f"{min(updates):.3f} | "
               f"{med['world_model']:.3f} | {med['imagination']:.3f} | "
               f"{med['actor_critic']:.3f} | {med['peak_rss_gib']:.2f} | "
-              f"{med['first_update_s']:.1f} | {_median(results, 'policy_ms')} |")
+              f"{med['first_update_s']:.1f} | {_median(results, 'policy_ms')} |"
+              + (_floor_cells(results, statistics.median(updates)) if floors else ""))
+
+
+def rotated(variants: list[str], rounds: int) -> list[str]:
+    """The variants of `rounds` rounds in run order; round r starts at variant r."""
+    n = len(variants)
+    return [variants[(r + i) % n] for r in range(rounds) for i in range(n)]
+
+
+def _floor_cells(results: list[dict], update_s: float) -> str:
+    floor = statistics.median(r["floor_s"] for r in results)
+    peak = statistics.median(r["floor_peak_s"] for r in results)
+    return f" {floor:.2f} | {100 * floor / update_s:.0f} % | {peak:.2f} |"
 
 
 def _median(results: list[dict], key: str) -> str:

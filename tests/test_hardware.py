@@ -30,7 +30,7 @@ def test_every_kind_has_auto_choices_with_their_source():
         fast = fast_paths(resolve(["debug"]), torch.device("cpu"), kind)
         assert fast.conv_matmul == choices["conv_matmul"]
         assert fast.policy_fp32 == choices["policy_fp32"]
-    for measured in ("amx", "avx2"):  # docs/performance.md, "One row per CPU kind"
+    for measured in ("amx", "avx512_bf16", "avx2"):  # docs/performance.md, "One row per CPU kind"
         assert CPU_AUTO[measured]["source"].startswith("measured")
 
 

@@ -42,14 +42,16 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 # The `auto` value of each CPU fast path per CPU kind (hardware.cpu_kind), and where it comes from.
-# `amx` (Sapphire Rapids) and `avx2` (Zen 3) were measured switch by switch (docs/performance.md,
-# "One row per CPU kind"); `avx512_bf16` and `other` take the same choices until measured, which
+# `amx` (Sapphire Rapids), `avx512_bf16` (Zen 4) and `avx2` (Zen 3) were measured switch by switch
+# (docs/performance.md, "One row per CPU kind"); `other` takes the same choices unmeasured, which
 # the table says, and `bench_update.py --compare` measures them on any machine.
 CPU_AUTO = {
     "amx": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
             "source": "measured (Xeon, Sapphire Rapids: two hosts)"},
+    # bf16 (the default here): each switch on was faster or, batched_grads, a tie; in fp32
+    # conv_matmul was a tie in the steadiest run and up to 10 % slower in two noisier ones.
     "avx512_bf16": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
-                    "source": "as amx; not measured per switch (Zen 4: only whole updates)"},
+                    "source": "measured (AMD EPYC, Zen 4)"},
     # No native bf16: precision 16 runs fp32 (emulated bf16 GEMMs ran at 0.27 GFLOP/s there, 400x
     # slower than fp32), so policy_fp32 changes nothing. Each other switch on was faster.
     "avx2": {"conv_matmul": True, "policy_fp32": True, "malloc_reuse": True,
