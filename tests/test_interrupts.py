@@ -91,3 +91,33 @@ def test_a_failed_build_gives_sigint_back(own_handler, monkeypatch):
     assert cli.main(["train"]) == 2
     ctrl_c()
     assert own_handler == [signal.SIGINT]
+
+
+def test_other_commands_import_torch_with_ctrl_c_deferred(own_handler):
+    went_on = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.deferred():
+            ctrl_c()  # as if pressed while `import torch` runs
+            went_on.append(True)
+    assert went_on == [True]
+    ctrl_c()
+    assert own_handler == [signal.SIGINT]
+
+
+def test_the_eval_command_ends_interrupted_when_ctrl_c_came_during_its_imports(own_handler,
+                                                                              monkeypatch, capsys):
+    import dreamerv2_torch.evaluation as evaluation
+
+    def must_not_run(argv):
+        pytest.fail("evaluated although Ctrl-C was pressed while importing")
+
+    monkeypatch.setattr(evaluation, "eval_main", must_not_run)
+    real_defer = interrupts.defer
+
+    def defer_then_ctrl_c():
+        real_defer()
+        ctrl_c()
+
+    monkeypatch.setattr(interrupts, "defer", defer_then_ctrl_c)
+    assert cli.main(["eval", "--logdir", "x"]) == 130
+    assert capsys.readouterr().err.strip().endswith("interrupted")

@@ -204,16 +204,20 @@ def _main(argv: list[str] | None = None) -> int:
     if command == "presets":
         return presets_main(rest)
     if command == "eval":
-        from .evaluation import eval_main
+        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
+            from .evaluation import eval_main
         return eval_main(rest)
     if command == "sweep":
-        from .sweep import sweep_main
+        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
+            from .sweep import sweep_main
         return sweep_main(rest)
     if command == "scores":
-        from .scores import scores_main
+        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
+            from .scores import scores_main
         return scores_main(rest)
     if command == "plot":
-        from .plot import plot_main
+        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
+            from .plot import plot_main
         return plot_main(rest)
     print(f"error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
     return 2

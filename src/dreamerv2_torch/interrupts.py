@@ -13,10 +13,12 @@ Ctrl-C; `raise_pending` raises it as KeyboardInterrupt at safe points (after par
 `StopRequested` starts, via `release`), where the command ends with "interrupted", exit 130. A
 second Ctrl-C before then raises at once, wherever that is: the user asked twice. The Python API
 (`dreamerv2_torch.train`) never calls `defer`: a library does not take over its caller's SIGINT.
+The other commands that load torch (eval, sweep, scores, plot) import it under `deferred()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -61,4 +63,15 @@ def restore() -> None:
 def release() -> None:
     """`restore`, then raise the Ctrl-C noted since `defer`, if any."""
     restore()
+    raise_pending()
+
+
+@contextlib.contextmanager
+def deferred():
+    """`defer` for the block; on leaving it, `release` (a Ctrl-C noted inside is raised there)."""
+    defer()
+    try:
+        yield
+    finally:
+        restore()
     raise_pending()
