@@ -121,3 +121,16 @@ def test_the_eval_command_ends_interrupted_when_ctrl_c_came_during_its_imports(o
     monkeypatch.setattr(interrupts, "defer", defer_then_ctrl_c)
     assert cli.main(["eval", "--logdir", "x"]) == 130
     assert capsys.readouterr().err.strip().endswith("interrupted")
+
+
+def test_a_command_run_outside_the_main_thread_still_runs(monkeypatch):
+    """Python sets signal handlers only in the main thread: `defer` there is a no-op, no error."""
+    def broken(argv):
+        raise cli.presets.ConfigError("bad value")
+
+    monkeypatch.setattr(cli, "parse_train_args", broken)
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(cli.main(["train"])))
+    worker.start()
+    worker.join(60)
+    assert codes == [2]

@@ -8,6 +8,7 @@ docstrings of `config.py` and suggests close matches for an unknown flag.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from . import interrupts, presets
@@ -173,6 +174,11 @@ def presets_main(argv: list[str]) -> int:
     return 0
 
 
+# Commands whose module imports torch, loaded on use: command -> "module:function".
+LOADED_COMMANDS = {"eval": "evaluation:eval_main", "sweep": "sweep:sweep_main",
+                   "scores": "scores:scores_main", "plot": "plot:plot_main"}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -203,22 +209,11 @@ def _main(argv: list[str] | None = None) -> int:
         return train_main(rest)
     if command == "presets":
         return presets_main(rest)
-    if command == "eval":
+    if command in LOADED_COMMANDS:
+        module, _, function = LOADED_COMMANDS[command].partition(":")
         with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
-            from .evaluation import eval_main
-        return eval_main(rest)
-    if command == "sweep":
-        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
-            from .sweep import sweep_main
-        return sweep_main(rest)
-    if command == "scores":
-        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
-            from .scores import scores_main
-        return scores_main(rest)
-    if command == "plot":
-        with interrupts.deferred():  # importing torch: a Ctrl-C there is raised after it
-            from .plot import plot_main
-        return plot_main(rest)
+            command_main = getattr(importlib.import_module(f".{module}", __package__), function)
+        return command_main(rest)
     print(f"error: unknown command '{command}'\n\n{USAGE}", file=sys.stderr)
     return 2
 

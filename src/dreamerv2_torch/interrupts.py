@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 
 _pending = False
 _previous = None  # the SIGINT handler `defer` replaced; None while not deferring
@@ -36,8 +37,11 @@ def _note(signum, frame) -> None:
 
 
 def defer() -> None:
-    """Until `release`, a first Ctrl-C is only noted (main thread only; idempotent)."""
+    """Until `release`, a first Ctrl-C is only noted (idempotent). Outside the main thread, where
+    Python cannot set a signal handler (and never raises KeyboardInterrupt), a no-op."""
     global _previous, _pending
+    if threading.current_thread() is not threading.main_thread():
+        return
     if signal.getsignal(signal.SIGINT) is not _note:
         _pending = False
         _previous = signal.signal(signal.SIGINT, _note)
